@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Debian packages the build needs: GoogleTest (C++ tests) and Eigen. Installs only what is missing.
+set -euo pipefail
+missing=()
+[ -f /usr/include/gtest/gtest.h ] || missing+=(libgtest-dev)
+[ -f /usr/include/eigen3/Eigen/Core ] || missing+=(libeigen3-dev)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+  echo "error: missing ${missing[*]}; install them (Debian/Ubuntu: sudo apt-get install ${missing[*]})" >&2
+  exit 1
+fi
+echo "installing ${missing[*]} from Debian"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,73 @@
+# attnscope: `make demo` and `make test` each do all set-up on a fresh machine, idempotently:
+# Debian packages (GoogleTest, Eigen) when missing, a virtual environment in .venv, torch 2.13.0 (CPU) when no
+# torch is installed, the build tools and test dependencies, the build, then the job.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
+BUILD_DIR := build/release
+JOBS ?= 2
+PYTEST_ARGS ?=
+export CMAKE_BUILD_PARALLEL_LEVEL := $(JOBS)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+CXX_SOURCES := $(shell find cpp cmake tests/cpp -type f 2>/dev/null) CMakeLists.txt pyproject.toml
+
+.PHONY: all setup build test test-cpp test-python demo bench clean distclean
+
+all: test
+
+# --- set-up ----------------------------------------------------------------------------------------
+$(VENV)/.system-deps:
+	@bash .ci/install-system-deps.sh
+	@mkdir -p $(VENV) && touch $@
+
+$(VENV)/.torch: | $(VENV)/.system-deps
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c "import torch" 2>/dev/null || { echo "installing torch 2.13.0 (CPU)"; $(PIP_INSTALL) torch==2.13.0; }
+	@$(PY) -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('2.13.0') and not torch.version.cuda else 'this venv has torch ' + v + ' (need 2.13.0, CPU)')"
+	@touch $@
+
+$(VENV)/.deps: requirements-dev.txt constraints.txt $(VENV)/.torch
+	@echo "installing build tools and test dependencies"
+	@$(PIP_INSTALL) -r requirements-dev.txt
+	@touch $@
+
+setup: $(VENV)/.deps
+
+# --- build (editable: Python from python/attnscope, the extension from build/release) -------------------
+$(VENV)/.build: $(CXX_SOURCES) $(VENV)/.deps
+	@echo "building attnscope (C++ extension + GoogleTest) in $(BUILD_DIR)"
+	@$(PIP_INSTALL) --no-build-isolation --no-deps -e .
+	@touch $@
+
+build: $(VENV)/.build
+
+# --- jobs ------------------------------------------------------------------------------------------------
+test-cpp: build
+	@if [ -f $(BUILD_DIR)/CTestTestfile.cmake ]; then \
+		ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS); \
+	else echo "error: no C++ tests in $(BUILD_DIR) (is libgtest-dev installed?)"; exit 1; fi
+
+test-python: build
+	@$(PY) -m pytest --durations=20 --timeout=600 $(PYTEST_ARGS)
+
+# ctest first, pytest last: pytest's summary line closes the output.
+test: test-cpp
+	@$(MAKE) --no-print-directory test-python
+
+demo: build
+	@$(PY) -m attnscope.demo
+
+bench: build
+	@$(PY) -m bench
+
+clean:
+	rm -rf build dist $(VENV)/.build
+
+distclean: clean
+	rm -rf $(VENV)

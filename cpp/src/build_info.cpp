@@ -1,0 +1,29 @@
+#include "attnscope/build_info.h"
+
+#include <ATen/Parallel.h>
+#include <Eigen/Core>
+
+#include <string>
+
+namespace attnscope {
+
+std::map<std::string, std::string> build_info() {
+  std::map<std::string, std::string> info;
+#ifdef ATTNSCOPE_TORCH_VERSION_STR
+  info["torch_version"] = ATTNSCOPE_TORCH_VERSION_STR;
+#endif
+#if defined(__clang__)
+  info["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  info["compiler"] = std::string("gcc ") + __VERSION__;
+#else
+  info["compiler"] = "unknown";
+#endif
+  info["eigen_version"] = std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
+                          std::to_string(EIGEN_MINOR_VERSION);
+  info["cplusplus"] = std::to_string(__cplusplus);
+  info["parallel_backend"] = at::get_parallel_info();
+  return info;
+}
+
+}  // namespace attnscope

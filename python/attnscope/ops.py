@@ -1,0 +1,95 @@
+"""The single door to the C++ ops: typed wrappers, fake (meta) kernels and autograd formulas.
+
+Every tensor-in/tensor-out kernel is a ``torch.ops.attnscope`` op, so it works under autograd,
+``torch.compile`` and ``torch.library.opcheck``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ._extension import _C  # noqa: F401  (loads the library that defines the ops)
+
+__all__ = ["attention_probs"]
+
+
+def _probs_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def attention_probs(
+    q: Tensor,
+    k: Tensor,
+    mask: Tensor | None = None,
+    *,
+    scale: float | None = None,
+    is_causal: bool = False,
+    window: int = 0,
+    softcap: float = 0.0,
+    sinks: Tensor | None = None,
+    query_chunk: int = 0,
+) -> Tensor:
+    """Attention probabilities ``softmax(scale * q @ k^T)``, computed in query chunks.
+
+    Args:
+        q: ``[batch, q_heads, q_len, head_dim]``.
+        k: ``[batch, kv_heads, k_len, head_dim]``; ``q_heads`` must be a multiple of ``kv_heads``
+            (grouped-query attention maps q head ``h`` to kv head ``h // (q_heads // kv_heads)``, no copies).
+        mask: boolean (True = attend, the SDPA convention) or additive float, broadcastable to
+            ``[batch, 1 or q_heads, q_len, k_len]``. Additive values are added as given.
+        scale: logit scale; ``1/sqrt(head_dim)`` when None.
+        is_causal: queries are aligned to the end of the keys (KV-cache convention) and see keys up to their
+            own absolute position.
+        window: > 0 makes key ``j`` visible from query ``i`` only when ``0 <= i - j < window``.
+        softcap: > 0 turns logits into ``softcap * tanh(logits / softcap)``.
+        sinks: ``[q_heads]`` learned logits that join the softmax and are then dropped (gpt-oss).
+        query_chunk: query rows per task (bounds temporary memory to ``chunk * k_len`` per head); 0 = automatic.
+
+    Returns:
+        ``[batch, q_heads, q_len, k_len]`` probabilities, float32 (float64 for float64 input). Rows with no
+        visible key are zeros.
+    """
+    if scale is None:
+        if q.dim() < 1 or q.shape[-1] == 0:
+            raise ValueError(f"q must be [batch, q_heads, q_len, head_dim] with head_dim > 0, got shape {tuple(q.shape)}")
+        scale = 1.0 / math.sqrt(q.shape[-1])
+    return torch.ops.attnscope.attention_probs(
+        q, k, mask, float(scale), bool(is_causal), int(window), float(softcap), sinks, int(query_chunk)
+    )
+
+
+@torch.library.register_fake("attnscope::attention_probs")
+def _attention_probs_fake(q, k, mask, scale, is_causal, window, softcap, sinks, query_chunk):
+    torch._check(q.dim() == 4, lambda: f"q must be [batch, q_heads, q_len, head_dim], got {q.dim()}-D")
+    torch._check(k.dim() == 4, lambda: f"k must be [batch, kv_heads, k_len, head_dim], got {k.dim()}-D")
+    return q.new_empty((q.shape[0], q.shape[1], q.shape[2], k.shape[2]), dtype=_probs_dtype(q.dtype))
+
+
+@torch.library.register_fake("attnscope::attention_probs_backward")
+def _attention_probs_backward_fake(grad, probs, q, k, scale, softcap, sinks, query_chunk):
+    dtype = _probs_dtype(q.dtype)
+    dsinks = q.new_empty((q.shape[1],) if sinks is not None else (0,), dtype=dtype)
+    return q.new_empty(q.shape, dtype=dtype), k.new_empty(k.shape, dtype=dtype), dsinks
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, _mask, scale, _is_causal, _window, softcap, sinks, query_chunk = inputs
+    ctx.save_for_backward(q, k, sinks, output)
+    ctx.scale, ctx.softcap, ctx.query_chunk = scale, softcap, query_chunk
+    ctx.has_sinks = sinks is not None
+
+
+def _backward(ctx, grad):
+    q, k, sinks, probs = ctx.saved_tensors
+    dq, dk, dsinks = torch.ops.attnscope.attention_probs_backward(
+        grad, probs, q, k, ctx.scale, ctx.softcap, sinks if ctx.has_sinks else None, ctx.query_chunk
+    )
+    dsinks_out = dsinks.to(sinks.dtype) if ctx.has_sinks else None
+    # One gradient per schema argument: q, k, mask, scale, is_causal, window, softcap, sinks, query_chunk.
+    return dq.to(q.dtype), dk.to(k.dtype), None, None, None, None, None, dsinks_out, None
+
+
+torch.library.register_autograd("attnscope::attention_probs", _backward, setup_context=_setup_context)
