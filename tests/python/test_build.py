@@ -1,0 +1,35 @@
+"""The build refuses a torch other than the one it was compiled against."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+
+def test_import_refuses_a_different_torch():
+    code = textwrap.dedent(
+        """
+        import torch
+        torch.__version__ = "9.9.9"
+        try:
+            import attnscope
+        except ImportError as exc:
+            print(exc)
+        else:
+            raise SystemExit("import attnscope accepted torch 9.9.9")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr + out.stdout
+    message = out.stdout
+    assert "built against torch 2.13.0" in message and "torch 9.9.9 is running" in message
+    assert "pip install --no-build-isolation" in message
+
+
+def test_show_config_prints_versions(capsys):
+    import attnscope
+
+    attnscope.show_config()
+    printed = capsys.readouterr().out
+    assert "torch (built against)" in printed and "eigen" in printed and "compiler" in printed
