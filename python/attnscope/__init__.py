@@ -9,6 +9,9 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import ops  # noqa: E402  (loads and checks the C++ extension)
+from .api import capture_attention  # noqa: E402
+from .capture import capture  # noqa: E402
 from .config import config, show_config  # noqa: E402
+from .results import AttentionResult  # noqa: E402
 
-__all__ = ["__version__", "config", "ops", "show_config"]
+__all__ = ["AttentionResult", "__version__", "capture", "capture_attention", "config", "ops", "show_config"]

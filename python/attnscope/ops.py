@@ -7,13 +7,14 @@ Every tensor-in/tensor-out kernel is a ``torch.ops.attnscope`` op, so it works u
 from __future__ import annotations
 
 import math
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor
 
 from ._extension import _C  # noqa: F401  (loads the library that defines the ops)
 
-__all__ = ["attention_probs"]
+__all__ = ["ReducedAttention", "attention_probs", "attention_probs_reduced"]
 
 
 def _probs_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -93,3 +94,69 @@ def _backward(ctx, grad):
 
 
 torch.library.register_autograd("attnscope::attention_probs", _backward, setup_context=_setup_context)
+
+
+class ReducedAttention(NamedTuple):
+    """What :func:`attention_probs_reduced` returns; tensors not asked for are empty."""
+
+    weights: Tensor  # [batch, heads_sel, q_len, k_len], or [batch, q_len, k_len] when reduced over heads
+    topk_values: Tensor  # [batch, heads_sel, q_len, topk]
+    topk_indices: Tensor  # [batch, heads_sel, q_len, topk], int64 key indices
+    entropy: Tensor  # [batch, heads_sel, q_len], nats
+
+
+def attention_probs_reduced(
+    q: Tensor,
+    k: Tensor,
+    mask: Tensor | None = None,
+    *,
+    scale: float | None = None,
+    is_causal: bool = False,
+    window: int = 0,
+    softcap: float = 0.0,
+    sinks: Tensor | None = None,
+    query_chunk: int = 0,
+    heads: Sequence[int] | None = None,
+    reduce: str | None = None,
+    keep_weights: bool = True,
+    topk: int = 0,
+    entropy: bool = False,
+) -> ReducedAttention:
+    """Attention probabilities reduced inside the chunk loop (same inputs as :func:`attention_probs`).
+
+    ``heads`` selects q heads; ``reduce`` in {None, "mean", "max", "sum"} combines the selected heads (dropping the
+    head axis); ``topk`` keeps the k largest probabilities per row and head; ``entropy`` adds each row's entropy.
+    The full ``[batch, heads, q_len, k_len]`` tensor is never built, and temporary memory does not grow with the
+    number of heads. Not differentiable.
+    """
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
+    return ReducedAttention(
+        *torch.ops.attnscope.attention_probs_reduced(
+            q, k, mask, float(scale), bool(is_causal), int(window), float(softcap), sinks, int(query_chunk),
+            None if heads is None else [int(h) for h in heads], reduce or "none", bool(keep_weights), int(topk),
+            bool(entropy),
+        )
+    )
+
+
+@torch.library.register_fake("attnscope::attention_probs_reduced")
+def _attention_probs_reduced_fake(
+    q, k, mask, scale, is_causal, window, softcap, sinks, query_chunk, heads, reduce, keep_weights, topk, entropy
+):
+    dtype = _probs_dtype(q.dtype)
+    batch, q_len, k_len = q.shape[0], q.shape[2], k.shape[2]
+    n_sel = q.shape[1] if heads is None or len(heads) == 0 else len(heads)
+    if not keep_weights:
+        weights = q.new_empty((0,), dtype=dtype)
+    elif reduce == "none":
+        weights = q.new_empty((batch, n_sel, q_len, k_len), dtype=dtype)
+    else:
+        weights = q.new_empty((batch, q_len, k_len), dtype=dtype)
+    top_shape = (batch, n_sel, q_len, topk) if topk > 0 else (0,)
+    return (
+        weights,
+        q.new_empty(top_shape, dtype=dtype),
+        q.new_empty(top_shape, dtype=torch.long),
+        q.new_empty((batch, n_sel, q_len) if entropy else (0,), dtype=dtype),
+    )

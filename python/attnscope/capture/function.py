@@ -1,0 +1,157 @@
+"""The attention function attnscope installs through transformers' AttentionInterface.
+
+It computes the layer output the way the model did (SDPA by default) and the requested attention
+probabilities with the C++ op; where SDPA would not compute what eager computes (soft-capping, learned sinks) or
+where every head is captured unreduced anyway, the output is P·V from the op's probabilities.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .. import ops
+
+
+@dataclass
+class CaptureOptions:
+    heads: list[int] | None = None
+    reduce: str | None = None
+    topk: int = 0
+    entropy: bool = False
+    grad: bool = False
+    query_chunk: int = 0
+
+    @property
+    def keep_weights(self) -> bool:
+        # Top-k or entropy alone replace the weights unless a head reduction was asked for too.
+        return self.reduce is not None or not (self.topk or self.entropy)
+
+    @property
+    def wants_full(self) -> bool:
+        return self.heads is None and self.reduce is None and self.keep_weights
+
+
+@dataclass
+class AttentionCall:
+    """What one attention call produced for one layer (one forward or one generation step)."""
+
+    weights: Tensor | None  # [batch, heads_sel, q, k] or [batch, q, k]
+    topk_values: Tensor | None
+    topk_indices: Tensor | None  # key columns of this call
+    entropy: Tensor | None
+    q_len: int
+    k_len: int
+    grad: Tensor | None = None  # filled by the backward hook
+
+
+def eager_function_of(module: nn.Module) -> Callable:
+    """The eager attention function of the module's own modeling file (what "eager" means for it)."""
+    fn = getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
+    if fn is None:
+        from transformers.models.llama.modeling_llama import eager_attention_forward as fn
+    return fn
+
+
+def _probs_times_values(probs: Tensor, value: Tensor) -> Tensor:
+    """P·V per head with grouped-query mapping; returns [batch, q, heads, head_dim] as attention functions do."""
+    batch, heads, q_len, k_len = probs.shape
+    kv_heads = value.shape[1]
+    grouped = probs.to(value.dtype).view(batch, kv_heads, heads // kv_heads, q_len, k_len)
+    out = grouped @ value.unsqueeze(2)
+    return out.reshape(batch, heads, q_len, value.shape[-1]).transpose(1, 2).contiguous()
+
+
+def _grad_wrt_probs(grad_out: Tensor, value: Tensor) -> Tensor:
+    """dF/dP = dO·Vᵀ per head, from the gradient of the [batch, q, heads, head_dim] output."""
+    d_out = grad_out.transpose(1, 2)  # [batch, heads, q, head_dim]
+    batch, heads, q_len, head_dim = d_out.shape
+    kv_heads = value.shape[1]
+    grouped = d_out.reshape(batch, kv_heads, heads // kv_heads, q_len, head_dim)
+    d_probs = grouped @ value.unsqueeze(2).transpose(-1, -2)
+    return d_probs.reshape(batch, heads, q_len, value.shape[2])
+
+
+def _reduce_heads(t: Tensor, opts: CaptureOptions) -> Tensor:
+    if opts.heads is not None:
+        t = t[:, opts.heads]
+    if opts.reduce == "mean":
+        return t.mean(1)
+    if opts.reduce == "sum":
+        return t.sum(1)
+    if opts.reduce == "max":
+        return t.amax(1)
+    return t
+
+
+def attend(
+    opts: CaptureOptions,
+    original: Callable,
+    original_is_eager: bool,
+    module: nn.Module,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attention_mask: Tensor | None,
+    kwargs: dict,
+) -> tuple[Tensor, AttentionCall]:
+    """Run one attention call: the layer output and the captured probabilities."""
+    heads, q_len, k_len = query.shape[1], query.shape[2], key.shape[2]
+    if opts.heads is not None and max(opts.heads) >= heads:
+        raise ValueError(f"head {max(opts.heads)} out of range: the model has {heads} heads (0..{heads - 1})")
+    scaling = kwargs.get("scaling")
+    scaling = query.shape[-1] ** -0.5 if scaling is None else float(scaling)
+    softcap = float(kwargs.get("softcap") or 0.0)
+    sinks = kwargs.get("s_aux")
+    if sinks is None and isinstance(getattr(module, "sinks", None), Tensor):
+        sinks = module.sinks
+    mask = attention_mask
+    is_causal, window = False, 0
+    if mask is not None and mask.dim() == 4 and mask.shape[-1] > k_len:
+        mask = mask[..., :k_len]  # static caches build masks over their whole length
+    if mask is None or mask.dim() == 2:
+        # transformers' causal fast path passes no mask: causality and the window are applied by the op.
+        is_causal = bool(kwargs.get("is_causal", getattr(module, "is_causal", False)))
+        window = int(kwargs.get("sliding_window") or 0) if is_causal else 0
+        if mask is not None:  # a [batch, key] padding mask (flash-attention style)
+            mask = mask.bool()[:, None, None, :]
+    exotic = (softcap > 0 or sinks is not None) and not original_is_eager
+    common = dict(scale=scaling, is_causal=is_causal, window=window, softcap=softcap, sinks=sinks,
+                  query_chunk=opts.query_chunk)
+    if opts.wants_full or exotic:
+        probs = ops.attention_probs(query, key, mask, **common)
+        output = _probs_times_values(probs, value)
+        with torch.no_grad():
+            p = probs.detach()
+            weights = _reduce_heads(p, opts) if opts.keep_weights else None
+            sel = p if opts.heads is None else p[:, opts.heads]
+            topk_values = topk_indices = entropy = None
+            if opts.topk:
+                topk_values, topk_indices = sel.topk(opts.topk, dim=-1)
+            if opts.entropy:
+                entropy = -torch.where(sel > 0, sel * sel.log(), torch.zeros_like(sel)).sum(-1)
+    else:
+        output, _ = original(module, query, key, value, attention_mask, **kwargs)
+        with torch.no_grad():
+            r = ops.attention_probs_reduced(
+                query.detach(), key.detach(), mask, **{**common, "sinks": None if sinks is None else sinks.detach()},
+                heads=opts.heads, reduce=opts.reduce, keep_weights=opts.keep_weights, topk=opts.topk,
+                entropy=opts.entropy,
+            )
+        weights = r.weights if opts.keep_weights else None
+        topk_values, topk_indices = (r.topk_values, r.topk_indices) if opts.topk else (None, None)
+        entropy = r.entropy if opts.entropy else None
+    call = AttentionCall(weights, topk_values, topk_indices, entropy, q_len, k_len)
+    if opts.grad and output.requires_grad:
+        v = value.detach()
+
+        def hook(grad_out: Tensor) -> None:
+            with torch.no_grad():
+                call.grad = _reduce_heads(_grad_wrt_probs(grad_out, v).float(), opts)
+
+        output.register_hook(hook)
+    return output, call

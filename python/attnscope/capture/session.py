@@ -1,0 +1,328 @@
+"""``attnscope.capture``: a scope in which every attention call of a model is recorded.
+
+On enter, an attention function (and the matching mask function) is registered with transformers'
+AttentionInterface / AttentionMaskInterface under a name unique to this scope, and every config of the model is
+switched to it. On exit, also after an exception, the configs get their previous implementation back and the
+registrations are removed: no global state survives the scope.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..adapters import AttentionSlot, find_attention_modules
+from ..results import AttentionResult
+from .function import AttentionCall, CaptureOptions, attend, eager_function_of
+
+_REDUCE = (None, "mean", "max", "sum")
+_counter = itertools.count()
+
+
+@dataclass
+class _Piece:
+    slot: AttentionSlot
+    call: AttentionCall
+    q_start: int  # absolute position of the first query row
+    k_start: int  # absolute position of key column 0
+
+
+@dataclass
+class _Sequence:
+    pieces: dict[tuple[str, int], list[_Piece]] = field(default_factory=lambda: defaultdict(list))
+
+
+def _configs_of(model: nn.Module) -> list[Any]:
+    from transformers import PretrainedConfig
+
+    seen: dict[int, Any] = {}
+    for module in model.modules():
+        cfg = getattr(module, "config", None)
+        if isinstance(cfg, PretrainedConfig):
+            seen.setdefault(id(cfg), cfg)
+            for sub in (getattr(cfg, name, None) for name in getattr(cfg, "sub_configs", {}) or {}):
+                if isinstance(sub, PretrainedConfig):
+                    seen.setdefault(id(sub), sub)
+    return list(seen.values())
+
+
+def _normalize_layers(layers: Sequence[int] | int | None, n_layers: int) -> list[int] | None:
+    if layers is None:
+        return None
+    if isinstance(layers, int):
+        layers = [layers]
+    out = []
+    for layer in layers:
+        if not isinstance(layer, int) or isinstance(layer, bool):
+            raise TypeError(f"layers must be integers, got {layer!r}")
+        if not -n_layers <= layer < n_layers:
+            raise ValueError(f"layer {layer} out of range: model has {n_layers} layers (0..{n_layers - 1})")
+        out.append(layer % n_layers)
+    return sorted(set(out))
+
+
+class capture:  # noqa: N801  (used as a context manager: `with ats.capture(model) as cap:`)
+    """Record the attention of every forward (or ``model.generate``) run inside the ``with`` block.
+
+    Args:
+        model: a Hugging Face transformer (``PreTrainedModel``) whose attention goes through AttentionInterface.
+        layers: layer indices to capture (negative counts from the end); None = all.
+        heads: head indices to keep; None = all.
+        reduce: None, "mean", "max" or "sum" over the (selected) heads; drops the head axis.
+        topk: keep the k largest weights per query row (``.topk_values``, ``.topk_indices``).
+        entropy: keep each row's entropy (``.entropy``).
+        grad: record dF/dP of whatever is back-propagated through the captured forward (``.grad``).
+        tokenizer: used to fill ``.tokens``.
+        query_chunk: query rows per chunk in the C++ loop (None = automatic).
+
+    After the block, ``cap.result`` is the AttentionResult of the last sequence (one forward, or one
+    ``generate()`` assembled into a single matrix) and ``cap.results`` holds all of them.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        layers: Sequence[int] | int | None = None,
+        heads: Sequence[int] | int | None = None,
+        reduce: str | None = None,
+        topk: int | None = None,
+        entropy: bool = False,
+        grad: bool = False,
+        tokenizer: Any = None,
+        query_chunk: int | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a Hugging Face transformer (torch.nn.Module), got {type(model).__name__}")
+        self.slots = find_attention_modules(model)
+        if not self.slots:
+            raise TypeError(
+                f"{type(model).__name__} is not a transformer attnscope can capture: it has no attention modules "
+                "(modules whose class name ends in 'Attention')"
+            )
+        if reduce not in _REDUCE:
+            raise ValueError(f"unknown reduce {reduce!r}: use one of None, 'mean', 'max', 'sum'")
+        if topk is not None and (not isinstance(topk, int) or topk < 1):
+            raise ValueError(f"topk must be a positive integer or None, got {topk!r}")
+        if query_chunk is not None and (not isinstance(query_chunk, int) or query_chunk < 0):
+            raise ValueError(f"query_chunk must be a non-negative integer or None, got {query_chunk!r}")
+        if grad and reduce == "max":
+            raise ValueError("grad=True cannot be combined with reduce='max' (its gradient is not a head reduction)")
+        counts: dict[str, int] = defaultdict(int)
+        for slot in self.slots.values():
+            counts[slot.stack] += 1
+        self.stack_sizes = dict(counts)
+        n_layers = counts.get("main") or counts.get("encoder") or max(counts.values())
+        self.layers = _normalize_layers(layers, n_layers)
+        n_heads = getattr(getattr(model, "config", None), "num_attention_heads", None)
+        if isinstance(heads, int):
+            heads = [heads]
+        if heads is not None:
+            heads = [int(h) for h in heads]
+            if not heads:
+                raise ValueError("heads must name at least one head, got an empty list")
+            limit = n_heads if isinstance(n_heads, int) else None
+            for h in heads:
+                if h < 0 or (limit is not None and h >= limit):
+                    valid = f"0..{limit - 1}" if limit is not None else "non-negative indices"
+                    raise ValueError(f"head {h} out of range: model has {limit} heads ({valid})")
+        self.options = CaptureOptions(list(heads) if heads is not None else None, reduce, topk or 0, bool(entropy),
+                                      bool(grad), query_chunk or 0)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.results: list[AttentionResult] = []
+        self._sequences: list[_Sequence] = []
+        self._positions: dict[tuple[str, int], int] = {}
+        self._batch: int | None = None
+        self._saved: list[tuple[Any, Any]] = []
+        self._registered: list[str] = []
+        self.calls = 0
+        self.inputs: dict[str, Tensor] | None = None
+
+    # --- installation -------------------------------------------------------------------------------------
+    def __enter__(self) -> capture:
+        from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
+
+        token = f"attnscope{next(_counter)}"
+        try:
+            for cfg in _configs_of(self.model):
+                original = cfg.__dict__.get("_attn_implementation_internal")
+                self._saved.append((cfg, original))
+                name = f"{token}:{original or 'eager'}"
+                if name not in self._registered:
+                    AttentionInterface._global_mapping[name] = self._make_function(original, ALL_ATTENTION_FUNCTIONS)
+                    mask_fn = ALL_MASK_ATTENTION_FUNCTIONS._global_mapping.get(original or "eager")
+                    AttentionMaskInterface._global_mapping[name] = (
+                        mask_fn or ALL_MASK_ATTENTION_FUNCTIONS._global_mapping["eager"]
+                    )
+                    self._registered.append(name)
+                cfg.__dict__["_attn_implementation_internal"] = name
+        except BaseException:
+            self._uninstall()
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._uninstall()
+        if exc_type is None:
+            self.results = [self._assemble(seq) for seq in self._sequences]
+
+    def _uninstall(self) -> None:
+        from transformers.masking_utils import AttentionMaskInterface
+        from transformers.modeling_utils import AttentionInterface
+
+        for cfg, original in reversed(self._saved):
+            cfg.__dict__["_attn_implementation_internal"] = original
+        self._saved.clear()
+        for name in self._registered:
+            AttentionInterface._global_mapping.pop(name, None)
+            AttentionMaskInterface._global_mapping.pop(name, None)
+        self._registered.clear()
+
+    def _make_function(self, original: str | None, interface: Any):
+        original_is_eager = original in (None, "eager")
+        original_fn = None if original_is_eager else interface[original]
+
+        def attnscope_attention(module, query, key, value, attention_mask, **kwargs):
+            fn = original_fn or eager_function_of(module)
+            slot = self.slots.get(module)
+            if slot is None or (self.layers is not None and slot.layer not in self.layers):
+                return fn(module, query, key, value, attention_mask, **kwargs)
+            output, call = attend(self.options, fn, original_is_eager, module, query, key, value, attention_mask,
+                                  kwargs)
+            self._record(slot, call, query.shape[0])
+            return output, None
+
+        return attnscope_attention
+
+    # --- recording ----------------------------------------------------------------------------------------
+    def _record(self, slot: AttentionSlot, call: AttentionCall, batch: int) -> None:
+        self.calls += 1
+        key = (slot.stack, slot.layer)
+        if slot.stack == "cross":
+            q_start = self._positions.get(("decoder", slot.layer), 0) - call.q_len
+            k_start = 0
+        else:
+            continuing = call.k_len > call.q_len
+            q_start = self._positions.get(key, 0) if continuing else 0
+            if not continuing and (slot.stack, slot.layer) in self._current_pieces():
+                self._sequences.append(_Sequence())  # a fresh forward starts a new sequence
+            if continuing and self._batch is not None and batch != self._batch:
+                raise RuntimeError(
+                    f"the batch changed from {self._batch} to {batch} between generation steps: beam search and "
+                    "other batch-reshaping generation strategies are not supported by attnscope.capture yet; "
+                    "use greedy or sampling (num_beams=1)"
+                )
+            self._positions[key] = q_start + call.q_len
+            k_start = q_start + call.q_len - call.k_len  # keys end at the last query (full and sliding caches)
+        self._batch = batch
+        if not self._sequences:
+            self._sequences.append(_Sequence())
+        self._sequences[-1].pieces[key].append(_Piece(slot, call, max(q_start, 0), k_start))
+
+    def _current_pieces(self):
+        return self._sequences[-1].pieces if self._sequences else {}
+
+    # --- assembly -----------------------------------------------------------------------------------------
+    def _assemble(self, seq: _Sequence) -> AttentionResult:
+        stacks = sorted({stack for stack, _ in seq.pieces})
+        per_stack = {stack: self._assemble_stack(seq, stack) for stack in stacks}
+        if set(stacks) <= {"main"}:
+            return per_stack["main"]
+        main = per_stack.get("encoder") or next(iter(per_stack.values()))
+        main.encoder = per_stack.get("encoder")
+        main.decoder = per_stack.get("decoder")
+        main.cross = per_stack.get("cross")
+        return main
+
+    def _assemble_stack(self, seq: _Sequence, stack: str) -> AttentionResult:
+        layers = sorted(layer for s, layer in seq.pieces if s == stack)
+        per_layer = [seq.pieces[(stack, layer)] for layer in layers]
+        single = all(len(p) == 1 for p in per_layer)
+        if single:
+            calls = [p[0].call for p in per_layer]
+
+            def stacked(name):
+                values = [getattr(c, name) for c in calls]
+                return None if any(v is None for v in values) else torch.stack(values)
+
+            grad_parts = [(lambda c=c: c.grad) for c in calls] if self.options.grad else None
+            result = AttentionResult(
+                weights=stacked("weights"), layers=layers, heads=self.options.heads, reduce=self.options.reduce,
+                topk_values=stacked("topk_values"), topk_indices=stacked("topk_indices"),
+                entropy=stacked("entropy"), _grad_parts=grad_parts,
+            )
+        else:
+            result = self._assemble_generation(per_layer, layers)
+        self._attach_inputs(result)
+        return result
+
+    def _assemble_generation(self, per_layer: list[list[_Piece]], layers: list[int]) -> AttentionResult:
+        n_rows = max(p.q_start + p.call.q_len for pieces in per_layer for p in pieces)
+        n_cols = max(n_rows + 1, max(p.k_start + p.call.k_len for pieces in per_layer for p in pieces))
+        first = per_layer[0][0].call
+
+        def place(name: str, width) -> Tensor | None:
+            ref = getattr(first, name)
+            if ref is None:
+                return None
+            lead = ref.shape[:-2] if name == "weights" else ref.shape[:-2]
+            cols = n_cols if width is None else width
+            shape = (len(layers), *lead, n_rows, cols) if name != "entropy" else (len(layers), *ref.shape[:-1], n_rows)
+            if name == "entropy":
+                out = ref.new_zeros(shape)
+            elif name == "topk_indices":
+                out = torch.full(shape, -1, dtype=ref.dtype, device=ref.device)
+            else:
+                out = ref.new_zeros(shape)
+            for li, pieces in enumerate(per_layer):
+                for p in pieces:
+                    t = getattr(p.call, name)
+                    rows = slice(p.q_start, p.q_start + p.call.q_len)
+                    if name == "weights":
+                        lo = p.k_start
+                        src = t
+                        if lo < 0:  # keys before position 0 cannot exist; guard anyway
+                            src, lo = t[..., -lo:], 0
+                        out[li, ..., rows, lo:lo + src.shape[-1]] = src
+                    elif name == "topk_indices":
+                        out[li, ..., rows, :] = t + p.k_start
+                    elif name == "entropy":
+                        out[li, ..., rows] = t
+                    else:
+                        out[li, ..., rows, :] = t
+            return out
+
+        topk = self.options.topk or None
+        return AttentionResult(
+            weights=place("weights", None), layers=layers, heads=self.options.heads, reduce=self.options.reduce,
+            topk_values=place("topk_values", topk), topk_indices=place("topk_indices", topk),
+            entropy=place("entropy", None),
+        )
+
+    def _attach_inputs(self, result: AttentionResult) -> None:
+        if self.inputs is None:
+            return
+        ids = self.inputs.get("input_ids")
+        result.input_ids = ids
+        result.attention_mask = self.inputs.get("attention_mask")
+        if self.tokenizer is not None and ids is not None:
+            result.tokens = [self.tokenizer.convert_ids_to_tokens(row.tolist()) for row in ids]
+
+    @property
+    def result(self) -> AttentionResult:
+        """The AttentionResult of the last recorded sequence."""
+        if not self.results:
+            if self._saved:
+                raise RuntimeError("cap.result is available after the `with ats.capture(...)` block ends")
+            raise RuntimeError(
+                "nothing was captured: the model's attention did not run through transformers' AttentionInterface "
+                "inside the block (no forward ran, or the model does not route attention through the interface)"
+            )
+        return self.results[-1]

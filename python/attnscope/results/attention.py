@@ -1,0 +1,133 @@
+"""AttentionResult: captured attention weights and what was computed from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class AttentionResult:
+    """Attention captured from one forward pass (or one ``generate()`` call).
+
+    Attributes:
+        weights: ``[layer, batch, head, query, key]``; ``[layer, batch, query, key]`` when reduced over heads;
+            None when only ``topk``/``entropy`` were asked for.
+        layers: captured layer indices, in the order of the first axis.
+        heads: selected head indices (None = all heads).
+        reduce: the head reduction ("mean", "max", "sum") or None.
+        topk_values, topk_indices: ``[layer, batch, head, query, k]`` when ``topk`` was given.
+        entropy: ``[layer, batch, head, query]`` (nats) when ``entropy=True``.
+        attention_mask: ``[batch, key]`` padding mask of the inputs (1 = token), when known.
+        tokens: token strings per example, when a tokenizer was given.
+        encoder, decoder, cross: per-stack results of encoder-decoder models (same layout).
+    """
+
+    weights: Tensor | None
+    layers: list[int]
+    heads: list[int] | None = None
+    reduce: str | None = None
+    topk_values: Tensor | None = None
+    topk_indices: Tensor | None = None
+    entropy: Tensor | None = None
+    attention_mask: Tensor | None = None
+    tokens: list[list[str]] | None = None
+    input_ids: Tensor | None = None
+    encoder: AttentionResult | None = None
+    decoder: AttentionResult | None = None
+    cross: AttentionResult | None = None
+    outputs: Any = field(default=None, repr=False)
+    _grad_parts: list[Callable[[], Tensor | None]] | None = field(default=None, repr=False)
+
+    @property
+    def grad(self) -> Tensor | None:
+        """dF/dP for whatever was back-propagated (``grad=True``), laid out like ``weights``; None before."""
+        if not self._grad_parts:
+            return None
+        parts = [part() for part in self._grad_parts]
+        if any(p is None for p in parts):
+            return None
+        return torch.stack(parts)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def _map(self, fn: Callable[[Tensor], Tensor]) -> AttentionResult:
+        def apply(t):
+            return fn(t) if isinstance(t, Tensor) else t
+
+        return replace(
+            self,
+            weights=apply(self.weights),
+            topk_values=apply(self.topk_values),
+            topk_indices=apply(self.topk_indices),
+            entropy=apply(self.entropy),
+            attention_mask=apply(self.attention_mask),
+            input_ids=apply(self.input_ids),
+            encoder=self.encoder._map(fn) if self.encoder is not None else None,
+            decoder=self.decoder._map(fn) if self.decoder is not None else None,
+            cross=self.cross._map(fn) if self.cross is not None else None,
+        )
+
+    def cpu(self) -> AttentionResult:
+        """A copy with every tensor on the CPU."""
+        return self._map(lambda t: t.cpu())
+
+    def numpy(self):
+        """``weights`` as a NumPy array (float32/float64)."""
+        if self.weights is None:
+            raise ValueError("this result holds no weights (only topk/entropy were captured)")
+        return self.weights.detach().cpu().numpy()
+
+    def to_pandas(self, threshold: float = 0.0, *, skip_padding: bool = True):
+        """Long format: one row per (layer, batch, [head,] query, key) with weight > ``threshold``.
+
+        Columns: layer, batch, head (absent when reduced), query, key, weight, and query_token/key_token when
+        tokens are known. Padding positions are left out unless ``skip_padding=False``.
+        """
+        import pandas as pd
+
+        if self.weights is None:
+            raise ValueError("this result holds no weights (only topk/entropy were captured)")
+        w = self.weights.detach().float().cpu()
+        reduced = w.dim() == 4
+        if reduced:
+            w = w.unsqueeze(2)
+        keep = w > threshold
+        if skip_padding and self.attention_mask is not None:
+            pad = self.attention_mask.cpu().bool()  # [batch, key]
+            n_q = w.shape[3]
+            keep &= pad[None, :, None, None, :]
+            keep &= pad[:, -n_q:][None, :, None, :, None] if pad.shape[1] >= n_q else True
+        idx = keep.nonzero()
+        frame = pd.DataFrame(
+            {
+                "layer": [self.layers[i] for i in idx[:, 0].tolist()],
+                "batch": idx[:, 1].numpy(),
+                "head": (idx[:, 2] if self.heads is None else torch.tensor(self.heads)[idx[:, 2]]).numpy(),
+                "query": idx[:, 3].numpy(),
+                "key": idx[:, 4].numpy(),
+                "weight": w[keep].numpy(),
+            }
+        )
+        if reduced:
+            frame = frame.drop(columns="head")
+        if self.tokens is not None:
+            frame["query_token"] = [self.tokens[b][q] if q < len(self.tokens[b]) else "" for b, q in zip(frame["batch"], frame["query"])]
+            frame["key_token"] = [self.tokens[b][k] if k < len(self.tokens[b]) else "" for b, k in zip(frame["batch"], frame["key"])]
+        return frame
+
+    def __repr__(self) -> str:
+        shape = tuple(self.weights.shape) if self.weights is not None else None
+        extra = [name for name in ("topk_values", "entropy") if getattr(self, name) is not None]
+        stacks = [name for name in ("encoder", "decoder", "cross") if getattr(self, name) is not None]
+        return (
+            f"AttentionResult(layers={self.layers}, weights={shape}, heads={self.heads}, reduce={self.reduce!r}"
+            + (f", also={extra}" if extra else "")
+            + (f", stacks={stacks}" if stacks else "")
+            + ")"
+        )
