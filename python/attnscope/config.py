@@ -24,8 +24,15 @@ def config() -> dict[str, str]:
         "eigen": native.get("eigen_version", build_info.EIGEN_VERSION),
         "threads (torch.get_num_threads)": str(torch.get_num_threads()),
         "cuda available": str(torch.cuda.is_available()),
-        "parallel backend": native.get("parallel_backend", "").strip().splitlines()[0] if native.get("parallel_backend") else "",
+        "parallel backend": _parallel_backend(native.get("parallel_backend", "")),
     }
+
+
+def _parallel_backend(info: str) -> str:
+    for line in info.splitlines():
+        if line.startswith("ATen parallel backend:"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
 
 
 def show_config() -> None:
