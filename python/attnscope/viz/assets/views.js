@@ -1,0 +1,246 @@
+/* attnscope views: plain JS, no dependencies. Every piece of data text goes through textContent or canvas
+   fillText, never innerHTML. Each root element .attnscope-view has a sibling <script type=application/json>. */
+(function () {
+  "use strict";
+
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+  function fmt(v) { return (Math.abs(v) >= 0.01 || v === 0) ? v.toFixed(3) : v.toExponential(2); }
+  // Symmetric diverging scale: max |score| is full colour, positive red, negative blue, zero white.
+  function diverging(v, maxAbs) {
+    var a = maxAbs > 0 ? Math.min(1, Math.abs(v) / maxAbs) : 0;
+    var end = v >= 0 ? [220, 40, 40] : [40, 90, 230];
+    var mix = function (c) { return Math.round(255 + (c - 255) * a); };
+    return "rgb(" + mix(end[0]) + "," + mix(end[1]) + "," + mix(end[2]) + ")";
+  }
+  function sequential(v, maxV) {
+    var a = maxV > 0 ? Math.min(1, v / maxV) : 0;
+    var c = Math.round(255 * (1 - a));
+    return "rgb(" + c + "," + c + ",255)";
+  }
+  function tooltip(root) {
+    var tip = el("div", "ats-tip");
+    root.appendChild(tip);
+    return {
+      show: function (text, ev) { tip.textContent = text; tip.style.display = "block";
+        tip.style.left = (ev.clientX + 12) + "px"; tip.style.top = (ev.clientY + 12) + "px"; },
+      hide: function () { tip.style.display = "none"; }
+    };
+  }
+
+  // --- token attribution view -------------------------------------------------------------------------
+  function renderTokens(root, data) {
+    var controls = el("div", "ats-controls");
+    var mode = "token";
+    var body = el("div");
+    var legend = el("div", "ats-legend");
+    legend.appendChild(el("span", null, "-" + fmt(data.max_abs)));
+    legend.appendChild(el("span", "ats-legend-bar"));
+    legend.appendChild(el("span", null, "+" + fmt(data.max_abs)));
+    legend.appendChild(el("span", null, " (blue: negative, red: positive)"));
+    var hasWords = data.examples.some(function (e) { return !!e.word; });
+    if (hasWords) {
+      ["token", "word"].forEach(function (m) {
+        var lab = el("label");
+        var r = el("input");
+        r.type = "radio"; r.name = root.id + "-mode"; r.value = m; r.checked = m === mode;
+        r.addEventListener("change", function () { mode = m; draw(); });
+        lab.appendChild(r); lab.appendChild(document.createTextNode(" " + m + "s"));
+        controls.appendChild(lab);
+      });
+    }
+    root.appendChild(controls); root.appendChild(legend); root.appendChild(body);
+    function draw() {
+      body.textContent = "";
+      data.examples.forEach(function (ex) {
+        var part = (mode === "word" && ex.word) ? ex.word : ex.token;
+        var box = el("div", "ats-example");
+        if (ex.label) box.appendChild(el("div", "ats-cell-label", ex.label));
+        var line = el("div", "ats-tokens");
+        var frag = document.createDocumentFragment();
+        for (var i = 0; i < part.tokens.length; i++) {
+          var s = el("span", "ats-token", part.tokens[i]);
+          s.style.backgroundColor = diverging(part.scores[i], data.max_abs);
+          if (data.max_abs > 0 && Math.abs(part.scores[i]) / data.max_abs > 0.55) s.style.color = "#fff";
+          s.title = part.tokens[i] + ": " + fmt(part.scores[i]);
+          s.setAttribute("data-score", String(part.scores[i]));
+          frag.appendChild(s);
+        }
+        line.appendChild(frag);
+        box.appendChild(line);
+        body.appendChild(box);
+      });
+    }
+    draw();
+  }
+
+  // --- attention head view: lines from each query token to the keys it attends ---------------------------
+  var HEAD_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                     "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd"];
+  function renderHead(root, data) {
+    var controls = el("div", "ats-controls");
+    var layerSel = el("select");
+    data.layers.forEach(function (name, i) { var o = el("option", null, "layer " + name); o.value = i; layerSel.appendChild(o); });
+    controls.appendChild(layerSel);
+    var active = data.heads.map(function (_, i) { return i === 0; });
+    data.heads.forEach(function (name, i) {
+      var lab = el("label");
+      var c = el("input"); c.type = "checkbox"; c.checked = active[i];
+      c.addEventListener("change", function () { active[i] = c.checked; draw(); });
+      var sw = el("span", null, " head " + name); sw.style.color = HEAD_COLORS[i % HEAD_COLORS.length];
+      lab.appendChild(c); lab.appendChild(sw); controls.appendChild(lab);
+    });
+    root.appendChild(controls);
+    var GAP = 160;
+    var n = Math.max(data.queries.length, data.keys.length);
+    var ROW = Math.max(6, Math.min(18, Math.floor(30000 / Math.max(n, 1))));  // canvases stop near 32k px
+    // The rows scroll inside a fixed-height box, and only the lines of queries near the visible rows are
+    // drawn (redrawn on scroll), so long inputs stay fast.
+    var wrap = el("div", "ats-head-view");
+    var inner = el("div");
+    inner.style.position = "relative";
+    inner.style.height = (n * ROW + 4) + "px";
+    wrap.style.height = Math.min(n * ROW + 4, 640) + "px";
+    wrap.style.overflowY = "auto";
+    var left = el("div", "ats-col"), right = el("div", "ats-col");
+    function row(text) { var d = el("div", null, text); if (ROW !== 18) { d.style.height = d.style.lineHeight = ROW + "px"; d.style.fontSize = Math.min(13, ROW - 2) + "px"; } return d; }
+    data.queries.forEach(function (t, i) { var d = row(t); d.setAttribute("data-q", i); left.appendChild(d); });
+    data.keys.forEach(function (t) { right.appendChild(row(t)); });
+    inner.appendChild(left);
+    wrap.appendChild(inner);
+    root.appendChild(wrap);
+    var leftWidth = Math.max(60, left.getBoundingClientRect().width);
+    var canvas = el("canvas");
+    // A viewport-sized canvas that follows the scroll position: a canvas as tall as 1,000 rows is slow to draw.
+    var viewH = Math.min(n * ROW + 4, 640);
+    canvas.width = GAP; canvas.height = viewH;
+    canvas.style.position = "absolute"; canvas.style.left = leftWidth + "px"; canvas.style.top = "0";
+    right.style.left = (leftWidth + GAP) + "px";
+    inner.appendChild(canvas); inner.appendChild(right);
+    var pending = false;
+    wrap.addEventListener("scroll", function () {
+      if (pending) return;
+      pending = true;
+      requestAnimationFrame(function () { pending = false; draw(); });
+    });
+    var ctx = canvas.getContext("2d");
+    var focus = -1;
+    left.addEventListener("mouseover", function (ev) {
+      var q = ev.target.getAttribute && ev.target.getAttribute("data-q");
+      if (q !== null && q !== undefined) { focus = +q; draw(); }
+    });
+    left.addEventListener("mouseleave", function () { focus = -1; draw(); });
+    layerSel.addEventListener("change", draw);
+    function draw() {
+      ctx.clearRect(0, 0, canvas.width, canvas.height);
+      ctx.lineWidth = 2;
+      var layer = +layerSel.value;
+      var top = wrap.scrollTop;
+      canvas.style.top = top + "px";
+      var first = Math.max(0, Math.floor(wrap.scrollTop / ROW) - 40);
+      var last = Math.ceil((wrap.scrollTop + wrap.clientHeight) / ROW) + 40;
+      // Lines are stroked one by one (a single path of thousands of crossing segments is far slower to fill).
+      for (var h = 0; h < data.heads.length; h++) {
+        if (!active[h]) continue;
+        ctx.strokeStyle = HEAD_COLORS[h % HEAD_COLORS.length];
+        var rows = data.rows[layer][h];
+        for (var q = first; q < Math.min(rows.length, last); q++) {
+          if (focus >= 0 && q !== focus) continue;
+          var r = rows[q];
+          for (var e = 0; e < r.length; e += 2) {
+            ctx.globalAlpha = Math.min(1, r[e + 1]);
+            ctx.beginPath();
+            ctx.moveTo(0, q * ROW + ROW / 2 - top);
+            ctx.lineTo(GAP, r[e] * ROW + ROW / 2 - top);
+            ctx.stroke();
+          }
+        }
+      }
+      ctx.globalAlpha = 1;
+      Array.prototype.forEach.call(left.children, function (d, i) { d.className = i === focus ? "ats-active" : ""; });
+    }
+    draw();
+  }
+
+  // --- heatmaps on canvas: the model view grid and the generic matrix view ------------------------------
+  function heatmap(values, nr, nc, cell, colour, maxV) {
+    var c = el("canvas");
+    c.width = nc * cell; c.height = nr * cell;
+    var ctx = c.getContext("2d");
+    for (var i = 0; i < nr; i++) for (var j = 0; j < nc; j++) {
+      ctx.fillStyle = colour(values[i * nc + j], maxV);
+      ctx.fillRect(j * cell, i * cell, cell, cell);
+    }
+    return c;
+  }
+  function hoverCells(canvas, cell, nr, nc, describe, tip) {
+    canvas.addEventListener("mousemove", function (ev) {
+      var rect = canvas.getBoundingClientRect();
+      var j = Math.floor((ev.clientX - rect.left) / (rect.width / nc));
+      var i = Math.floor((ev.clientY - rect.top) / (rect.height / nr));
+      if (i >= 0 && i < nr && j >= 0 && j < nc) tip.show(describe(i, j), ev); else tip.hide();
+    });
+    canvas.addEventListener("mouseleave", tip.hide);
+  }
+  function renderModel(root, data) {
+    var tip = tooltip(root);
+    var grid = el("div", "ats-grid");
+    grid.style.gridTemplateColumns = "auto repeat(" + data.heads.length + ", auto)";
+    var big = el("div", "ats-enlarged");
+    grid.appendChild(el("span"));
+    data.heads.forEach(function (h) { grid.appendChild(el("span", "ats-cell-label", "head " + h)); });
+    var n = data.n;
+    data.layers.forEach(function (layer, li) {
+      grid.appendChild(el("span", "ats-cell-label", "layer " + layer));
+      data.heads.forEach(function (head, hi) {
+        var vals = data.cells[li][hi];
+        var c = heatmap(vals, n, n, Math.max(1, Math.floor(64 / n)), sequential, 1);
+        c.style.width = "64px"; c.style.height = "64px";
+        c.title = "layer " + layer + ", head " + head;
+        c.addEventListener("click", function () { enlarge(li, hi); });
+        grid.appendChild(c);
+      });
+    });
+    root.appendChild(grid); root.appendChild(big);
+    function enlarge(li, hi) {
+      big.textContent = "";
+      big.appendChild(el("div", "ats-title", "layer " + data.layers[li] + ", head " + data.heads[hi]));
+      var cell = Math.max(4, Math.floor(480 / n));
+      var c = heatmap(data.cells[li][hi], n, n, cell, sequential, 1);
+      hoverCells(c, cell, n, n, function (i, j) {
+        return data.labels[i] + " \u2192 " + data.labels[j] + ": " + fmt(data.cells[li][hi][i * n + j]);
+      }, tip);
+      big.appendChild(c);
+    }
+  }
+  function renderMatrix(root, data) {
+    var tip = tooltip(root);
+    var nr = data.rows.length, nc = data.cols.length;
+    var maxV = data.max_abs;
+    var colour = data.diverging ? diverging : sequential;
+    var cell = Math.max(3, Math.min(24, Math.floor(900 / Math.max(nc, 1))));
+    var box = el("div", "ats-matrix");
+    var c = heatmap(data.values, nr, nc, cell, colour, maxV);
+    hoverCells(c, cell, nr, nc, function (i, j) {
+      return data.row_title + " " + data.rows[i] + "\n" + data.col_title + " " + data.cols[j] + "\n" + fmt(data.values[i * nc + j]);
+    }, tip);
+    box.appendChild(c);
+    var legend = el("div", "ats-legend");
+    legend.appendChild(el("span", null, (data.diverging ? "-" : "0 \u2026 ") + fmt(maxV)));
+    if (data.diverging) { legend.appendChild(el("span", "ats-legend-bar")); legend.appendChild(el("span", null, "+" + fmt(maxV))); }
+    root.appendChild(legend);
+    root.appendChild(box);
+  }
+
+  var RENDER = { tokens: renderTokens, head: renderHead, model: renderModel, matrix: renderMatrix };
+  var roots = document.querySelectorAll(".attnscope-view:not([data-rendered])");
+  Array.prototype.forEach.call(roots, function (root) {
+    root.setAttribute("data-rendered", "1");
+    var data = JSON.parse(document.getElementById(root.id + "-data").textContent);
+    RENDER[root.getAttribute("data-view")](root, data);
+  });
+})();

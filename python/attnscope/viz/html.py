@@ -1,0 +1,80 @@
+"""Self-contained HTML documents: inline CSS and JS, data embedded as JSON that cannot break out of its tag.
+
+No CDN, no RequireJS, no network: a view is one HTML document. In notebooks it is shown inside an iframe
+(``srcdoc``), which runs the same way in JupyterLab, classic Notebook and VS Code.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+_ids = itertools.count()
+
+
+def embed_json(data: Any) -> str:
+    """JSON safe inside ``<script type="application/json">``: no ``</script>``, ``<!--``, U+2028/U+2029 break-out."""
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return (
+        text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+        .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    )
+
+
+def _asset(name: str) -> str:
+    return resources.files("attnscope.viz").joinpath("assets", name).read_text(encoding="utf-8")
+
+
+def document(kind: str, data: dict, *, token_count: int, title: str) -> str:
+    """A complete HTML document for one view. The root element carries ``data-view`` and ``data-token-count``."""
+    view_id = f"attnscope-{next(_ids)}"
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(title)}</title><style>{_asset('views.css')}</style></head><body>"
+        f"<div class=\"attnscope-view\" id=\"{view_id}\" data-view=\"{html.escape(kind)}\" "
+        f"data-token-count=\"{int(token_count)}\"><div class=\"ats-title\">{html.escape(title)}</div></div>"
+        f"<script type=\"application/json\" id=\"{view_id}-data\">{embed_json(data)}</script>"
+        f"<script>{_asset('views.js')}</script></body></html>"
+    )
+
+
+class View:
+    """One rendered view: ``.html`` (a full document), ``.save_html(path)``, and notebook display."""
+
+    def __init__(self, kind: str, data: dict, *, token_count: int, title: str, height: int = 480) -> None:
+        self.kind = kind
+        self.token_count = token_count
+        self.html = document(kind, data, token_count=token_count, title=title)
+        self.height = height
+
+    def save_html(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.html, encoding="utf-8")
+        return path
+
+    def _repr_html_(self) -> str:
+        # An iframe keeps the view's CSS and JS to itself and needs no notebook extension.
+        return (
+            f"<iframe srcdoc=\"{html.escape(self.html, quote=True)}\" style=\"width:100%;height:{self.height}px;"
+            "border:1px solid #ddd;border-radius:4px\" sandbox=\"allow-scripts\"></iframe>"
+        )
+
+    def __repr__(self) -> str:
+        return f"View(kind={self.kind!r}, tokens={self.token_count})"
+
+
+def show(view: View) -> View:
+    """Display in a notebook when IPython is running; return the view either way."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return view
+    if get_ipython() is not None:
+        display(view)
+    return view
