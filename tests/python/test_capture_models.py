@@ -133,6 +133,15 @@ def test_generate_matches_one_forward(kind):
     assert (got - want[..., : total - 1, :])[rows].abs().max().item() <= 1e-5
 
 
+def test_beam_search_is_refused_clearly():
+    model = build("llama")
+    inputs = batch("llama", None, length=4)
+    with pytest.raises(ValueError, match=r"beam search \(num_beams=2\) is not supported"):
+        with torch.no_grad(), ats.capture(model):
+            model.generate(**inputs, max_new_tokens=3, num_beams=2, do_sample=False, pad_token_id=0)
+    assert "generate" not in model.__dict__ and model.config._attn_implementation == "sdpa"
+
+
 def test_grad_equals_eager_retain_grad():
     inputs = batch("llama", None)
     model = build("llama")

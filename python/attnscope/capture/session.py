@@ -163,6 +163,7 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
                     )
                     self._registered.append(name)
                 cfg.__dict__["_attn_implementation_internal"] = name
+            self._guard_generate()
         except BaseException:
             self._uninstall()
             raise
@@ -173,10 +174,32 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         if exc_type is None:
             self.results = [self._assemble(seq) for seq in self._sequences]
 
+    def _guard_generate(self) -> None:
+        """Refuse beam search inside the scope: reordered caches would scramble the assembled rows."""
+        generate = getattr(self.model, "generate", None)
+        if generate is None:
+            return
+
+        def guarded_generate(*args, **kwargs):
+            config = kwargs.get("generation_config") or getattr(self.model, "generation_config", None)
+            beams = kwargs.get("num_beams", getattr(config, "num_beams", 1) or 1)
+            if beams and beams > 1:
+                raise ValueError(
+                    f"beam search (num_beams={beams}) is not supported under attnscope.capture yet: beams reorder the "
+                    "cache between steps. Use greedy decoding or sampling (num_beams=1)."
+                )
+            return generate(*args, **kwargs)
+
+        self.model.__dict__["generate"] = guarded_generate
+        self._patched_generate = True
+
     def _uninstall(self) -> None:
         from transformers.masking_utils import AttentionMaskInterface
         from transformers.modeling_utils import AttentionInterface
 
+        if getattr(self, "_patched_generate", False):
+            self.model.__dict__.pop("generate", None)
+            self._patched_generate = False
         for cfg, original in reversed(self._saved):
             cfg.__dict__["_attn_implementation_internal"] = original
         self._saved.clear()
