@@ -54,7 +54,7 @@ test-cpp: build
 	else echo "error: no C++ tests in $(BUILD_DIR) (is libgtest-dev installed?)"; exit 1; fi
 
 test-python: build
-	@$(PY) -m pytest --durations=20 --timeout=600 $(PYTEST_ARGS)
+	@$(PY) -m pytest --durations=20 --timeout=600 --nbmake --nbmake-timeout=300 tests/python notebooks $(PYTEST_ARGS)
 
 # ctest first, pytest last: pytest's summary line closes the output.
 test: test-cpp

@@ -58,6 +58,18 @@ def main() -> int:
             val = res.topk_values[li, 0, head, 0].tolist()
             shown = ", ".join(f"{tokens[i]} {v:.2f}" for i, v in zip(idx, val))
             print(f"  head {head:>2}: {shown}")
+    from attnscope.viz.report import write_report
+
+    report = write_report(
+        os.environ.get("ATTNSCOPE_REPORT_DIR", "attnscope-report"),
+        [
+            ("Attention: head view", "Lines from each token to the tokens it attends (layer and heads selectable).",
+             full.view("head")),
+            ("Attention: model view", "Every layer and head; click a cell to enlarge it.", full.view("model")),
+        ],
+        title="attnscope demo: all-MiniLM-L6-v2",
+    )
+    print(f"report: {report.resolve()}")
     ok = worst <= 1e-5
     print(f"{'all layers within 1e-5 of eager' if ok else 'MISMATCH above 1e-5'} (worst {worst:.2e}); "
           f"{time.perf_counter() - start:.1f} s")

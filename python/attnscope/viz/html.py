@@ -29,17 +29,28 @@ def _asset(name: str) -> str:
     return resources.files("attnscope.viz").joinpath("assets", name).read_text(encoding="utf-8")
 
 
-def document(kind: str, data: dict, *, token_count: int, title: str) -> str:
-    """A complete HTML document for one view. The root element carries ``data-view`` and ``data-token-count``."""
+def fragment(kind: str, data: dict, *, token_count: int, title: str) -> str:
+    """One view's root element and its data. The root carries ``data-view`` and ``data-token-count``."""
     view_id = f"attnscope-{next(_ids)}"
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>{html.escape(title)}</title><style>{_asset('views.css')}</style></head><body>"
         f"<div class=\"attnscope-view\" id=\"{view_id}\" data-view=\"{html.escape(kind)}\" "
         f"data-token-count=\"{int(token_count)}\"><div class=\"ats-title\">{html.escape(title)}</div></div>"
         f"<script type=\"application/json\" id=\"{view_id}-data\">{embed_json(data)}</script>"
-        f"<script>{_asset('views.js')}</script></body></html>"
     )
+
+
+def page(body: str, *, title: str) -> str:
+    """A complete HTML document around view fragments, with the views' CSS and JS inline (once)."""
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(title)}</title><style>{_asset('views.css')}</style></head><body>"
+        f"{body}<script>{_asset('views.js')}</script></body></html>"
+    )
+
+
+def document(kind: str, data: dict, *, token_count: int, title: str) -> str:
+    """A complete HTML document for one view."""
+    return page(fragment(kind, data, token_count=token_count, title=title), title=title)
 
 
 class View:
@@ -47,6 +58,8 @@ class View:
 
     def __init__(self, kind: str, data: dict, *, token_count: int, title: str, height: int = 480) -> None:
         self.kind = kind
+        self.data = data
+        self.title = title
         self.token_count = token_count
         self.html = document(kind, data, token_count=token_count, title=title)
         self.height = height
