@@ -12,6 +12,6 @@ from . import ops  # noqa: E402  (loads and checks the C++ extension)
 from .api import capture_attention  # noqa: E402
 from .capture import capture  # noqa: E402
 from .config import config, show_config  # noqa: E402
-from .results import AttentionResult  # noqa: E402
+from .results import AttentionResult, load  # noqa: E402
 
-__all__ = ["AttentionResult", "__version__", "capture", "capture_attention", "config", "ops", "show_config"]
+__all__ = ["AttentionResult", "__version__", "capture", "capture_attention", "config", "load", "ops", "show_config"]

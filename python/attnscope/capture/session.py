@@ -8,6 +8,7 @@ registrations are removed: no global state survives the scope.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -258,7 +259,8 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         per_stack = {stack: self._assemble_stack(seq, stack) for stack in stacks}
         if set(stacks) <= {"main"}:
             return per_stack["main"]
-        main = per_stack.get("encoder") or next(iter(per_stack.values()))
+        # The top level mirrors the encoder (a copy: a result must not contain itself).
+        main = dataclasses.replace(per_stack.get("encoder") or next(iter(per_stack.values())))
         main.encoder = per_stack.get("encoder")
         main.decoder = per_stack.get("decoder")
         main.cross = per_stack.get("cross")

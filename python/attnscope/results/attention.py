@@ -8,7 +8,10 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from .persist import persistable
 
+
+@persistable
 @dataclass
 class AttentionResult:
     """Attention captured from one forward pass (or one ``generate()`` call).
@@ -39,7 +42,7 @@ class AttentionResult:
     encoder: AttentionResult | None = None
     decoder: AttentionResult | None = None
     cross: AttentionResult | None = None
-    outputs: Any = field(default=None, repr=False)
+    outputs: Any = field(default=None, repr=False, metadata={"persist": False})
     _grad_parts: list[Callable[[], Tensor | None]] | None = field(default=None, repr=False)
 
     @property
