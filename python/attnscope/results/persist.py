@@ -26,8 +26,12 @@ def persistable(cls: type) -> type:
 
 def _encode(obj: Any, prefix: str, tensors: dict[str, Tensor]) -> Any:
     if isinstance(obj, Tensor):
+        for key, stored in tensors.items():  # the same tensor reached twice is stored once
+            if stored is obj or (stored.data_ptr() == obj.data_ptr() and stored.shape == obj.shape and obj.is_cpu
+                                 and stored.dtype == obj.dtype and stored.stride() == obj.stride()):
+                return {"__tensor__": key}
         key = prefix or "value"
-        tensors[key] = obj.detach().cpu().contiguous()
+        tensors[key] = obj.detach().cpu()
         return {"__tensor__": key}
     if dataclasses.is_dataclass(obj) and type(obj).__name__ in _TYPES:
         fields = {}
@@ -69,7 +73,7 @@ def save(result: Any, path: str | Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, Tensor] = {}
     meta = {"format": FORMAT, "result": _encode(result, "", tensors)}
-    save_file(tensors, str(path / "tensors.safetensors"))
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path / "tensors.safetensors"))
     (path / "result.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     return path
 
