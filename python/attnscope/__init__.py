@@ -2,16 +2,54 @@
 
 Exact attention capture, attribution and offline views for Hugging Face models, with a C++ core
 (LibTorch + Eigen) behind ``torch.ops.attnscope``.
+
+The public names load on first use, so ``attnscope --help`` and usage errors of the command line answer without
+importing torch. The torch version check runs at import time all the same (it reads the installed version).
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version_check import check_torch_version
+
 __version__ = "0.1.0"
 
-from . import ops  # noqa: E402  (loads and checks the C++ extension)
-from .api import capture_attention  # noqa: E402
-from .capture import capture  # noqa: E402
-from .config import config, show_config  # noqa: E402
-from .results import AttentionResult, load  # noqa: E402
+check_torch_version()
 
-__all__ = ["AttentionResult", "__version__", "capture", "capture_attention", "config", "load", "ops", "show_config"]
+# public name -> module that defines it
+_PUBLIC = {
+    "AttentionResult": ".results",
+    "load": ".results",
+    "capture": ".capture",
+    "capture_attention": ".api",
+    "config": ".environment",
+    "show_config": ".environment",
+}
+_SUBMODULES = {"ops", "viz", "analysis", "attribution", "organisms", "testing", "results", "capture", "adapters"}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import ops, viz  # noqa: F401
+    from .api import capture_attention  # noqa: F401
+    from .capture import capture  # noqa: F401
+    from .environment import config, show_config  # noqa: F401
+    from .results import AttentionResult, load  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'attnscope' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC, *_SUBMODULES])
+
+
+__all__ = ["__version__", *_PUBLIC]
