@@ -74,6 +74,18 @@ void FlowGraph::finalize() {
 // Dinic
 
 double MaxFlowWorkspace::max_flow(const FlowGraph& g, int32_t source, int32_t sink) {
+  return solve(g, source, sink, nullptr);
+}
+
+double MaxFlowWorkspace::max_flow(const FlowGraph& g, int32_t source, int32_t sink,
+                                  const std::vector<int32_t>& first_levels) {
+  TORCH_CHECK_VALUE(static_cast<int64_t>(first_levels.size()) == g.num_nodes_, "first_levels has ",
+                    first_levels.size(), " entries for a graph of ", g.num_nodes_, " nodes");
+  return solve(g, source, sink, &first_levels);
+}
+
+double MaxFlowWorkspace::solve(const FlowGraph& g, int32_t source, int32_t sink,
+                               const std::vector<int32_t>* first_levels) {
   TORCH_CHECK(g.finalized_, "max_flow needs a finalized FlowGraph (call finalize() after the last add_edge)");
   const int32_t n = g.num_nodes_;
   TORCH_CHECK_VALUE(source >= 0 && source < n, "source ", source, " is outside the graph's nodes 0..", n - 1);
@@ -95,6 +107,13 @@ double MaxFlowWorkspace::max_flow(const FlowGraph& g, int32_t source, int32_t si
   eps_ = g.max_cap_ * kRelativeEps;
 
   double flow = 0.0;
+  if (first_levels != nullptr) {
+    // Any level function whose arcs step +1 yields a valid blocking flow; the searches after it decide maximality.
+    std::copy(first_levels->begin(), first_levels->end(), level_.begin());
+    TORCH_CHECK_VALUE(level_[source] == 0 && level_[sink] > 0, "first_levels must put the source at level 0 and the "
+                      "sink above it, got ", level_[source], " and ", level_[sink]);
+    flow += augment(g, source, sink);
+  }
   while (bfs(g, source, sink)) flow += augment(g, source, sink);
   return flow;
 }
@@ -229,6 +248,12 @@ at::Tensor layered_max_flow(const at::Tensor& caps, at::OptionalIntArrayRef rows
   const at::Tensor c = caps.to(at::kDouble).contiguous();
   auto acc = out.accessor<double, 3>();
   const int64_t pairs = num_rows * length;
+  // Every arc steps one layer down, so before any flow moves the distance from a top node to (l, j) is
+  // layers - l: the first phase needs no search.
+  std::vector<int32_t> first_levels(static_cast<size_t>((layers + 1) * length));
+  for (int64_t l = 0; l <= layers; ++l) {
+    std::fill_n(first_levels.begin() + l * length, length, static_cast<int32_t>(layers - l));
+  }
   for (int64_t b = 0; b < batch; ++b) {
     const FlowGraph g = layered_attention_graph(c.select(/*dim=*/1, b));
     // Pairs differ a lot in cost, so threads pull them one at a time instead of taking fixed slices.
@@ -240,7 +265,7 @@ at::Tensor layered_max_flow(const at::Tensor& caps, at::OptionalIntArrayRef rows
         for (int64_t p = next.fetch_add(1); p < pairs; p = next.fetch_add(1)) {
           const int64_t r = p / length, tok = p % length;
           acc[b][r][tok] = ws.max_flow(g, static_cast<int32_t>(layers * length + sources[r]),
-                                       static_cast<int32_t>(tok));
+                                       static_cast<int32_t>(tok), first_levels);
         }
       }
     });

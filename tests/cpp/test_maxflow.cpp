@@ -73,6 +73,25 @@ TEST(MaxFlow, NeedsFlowCancellation) {
   EXPECT_DOUBLE_EQ(solve(g, 0, 5), 23.0);
 }
 
+TEST(MaxFlow, GivenFirstLevelsDoNotChangeTheValue) {
+  FlowGraph g(6);
+  g.add_edge(0, 1, 16);
+  g.add_edge(0, 2, 13);
+  g.add_edge(1, 3, 12);
+  g.add_edge(2, 1, 4);
+  g.add_edge(3, 2, 9);
+  g.add_edge(2, 4, 14);
+  g.add_edge(4, 3, 7);
+  g.add_edge(3, 5, 20);
+  g.add_edge(4, 5, 4);
+  g.finalize();
+  MaxFlowWorkspace ws;
+  EXPECT_DOUBLE_EQ(ws.max_flow(g, 0, 5, {0, 1, 1, 2, 2, 3}), 23.0);  // the true distances
+  EXPECT_DOUBLE_EQ(ws.max_flow(g, 0, 5, {0, 1, 2, 3, 4, 5}), 23.0);  // arbitrary labels
+  EXPECT_DOUBLE_EQ(ws.max_flow(g, 0, 5, {0, 9, 9, 9, 9, 1}), 23.0);  // a first phase that moves nothing
+  EXPECT_THROW(ws.max_flow(g, 0, 5, {0, 1}), c10::ValueError);
+}
+
 TEST(MaxFlow, UnreachableSinkHasZeroFlow) {
   FlowGraph g(4);
   g.add_edge(0, 1, 1.0);

@@ -52,8 +52,14 @@ class MaxFlowWorkspace {
   // Residual capacities below a tolerance relative to the largest capacity (1e-14 of it) count as saturated,
   // so floating-point crumbs do not spawn extra phases; the value is exact up to that tolerance per cut arc.
   double max_flow(const FlowGraph& g, int32_t source, int32_t sink);
+  // Same, with the levels of the first phase given instead of searched (source at 0, sink above it). Any labels
+  // give the right value, since the searches that follow decide maximality; with the breadth-first distances in
+  // the graph of positive capacities the first phase is a true Dinic phase. The layered attention graph knows them
+  // in advance (layer depth), which saves one search over the whole graph per pair.
+  double max_flow(const FlowGraph& g, int32_t source, int32_t sink, const std::vector<int32_t>& first_levels);
 
  private:
+  double solve(const FlowGraph& g, int32_t source, int32_t sink, const std::vector<int32_t>* first_levels);
   bool bfs(const FlowGraph& g, int32_t source, int32_t sink);
   double augment(const FlowGraph& g, int32_t source, int32_t sink);
 
