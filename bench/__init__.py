@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks against peers; see shared BENCHMARKS.md and bench/RESULTS.md."""
