@@ -15,7 +15,8 @@ row (L pairs) in every repeat. Equality first: max abs diff of the raw flow valu
 Rollout: ``rollout`` (all rows, and rows=[-1]) vs the torch chain ``Â_{n-1} @ ... @ Â_0`` (and the same chain
 on one row vector), both from the weights [12, 1, 12, L, L] float32, alternating, 5 repeats after a warm-up.
 
-Run: ``python -m bench.flow`` (``--quick`` for L = 32 only and a single sampled pair).
+Run: ``python -m bench.flow`` (``--quick`` for L = 32 only and a single sampled pair; ``--part rollout`` or
+``--part flow`` reruns one section and keeps the other from ``bench/results/flow.json``).
 """
 
 from __future__ import annotations
@@ -223,7 +224,7 @@ def spread(s: dict) -> str:
     return f"{ms(s['median_s'])} ({ms(s['min_s'])}–{ms(s['max_s'])})"
 
 
-def table(flow: list[dict], roll: list[dict], env: dict) -> str:
+def table(flow: list[dict], roll: list[dict], env: dict, roll_env: dict) -> str:
     lines = [
         f"### flow (commit {env['commit']}, torch {env['torch']}, networkx {env['networkx']}, "
         f"{env['torch_threads']} thread(s), {env['cpus']}-CPU machine)",
@@ -246,7 +247,8 @@ def table(flow: list[dict], roll: list[dict], env: dict) -> str:
             f"({t['pair']['n']}) | {ms(t['row_estimate_s'])} | {t['ratio']:,.0f}× | {r['max_abs_diff']:.1e} |")
     lines += [
         "",
-        "### rollout (weights [12, 1, 12, L, L] float32, head mean, residual; times in ms: median (min–max))",
+        f"### rollout (commit {roll_env['commit']}, {roll_env['torch_threads']} thread(s); weights [12, 1, 12, L, L] "
+        "float32, head mean, residual; times in ms: median (min–max))",
         "",
         "| L | torch chain, all rows | attnscope all rows | ratio | torch chain, last row | attnscope rows=[-1] | "
         "ratio vs torch row | ratio vs torch all rows | max abs diff |",
@@ -266,6 +268,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="L = 32 only, one sampled pair per peer")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch.set_num_threads for every variant (networkx is single-threaded)")
+    parser.add_argument("--part", choices=["all", "flow", "rollout"], default="all",
+                        help="rerun one section, keeping the other from bench/results/flow.json")
     parser.add_argument("--paper-pair", nargs=2, type=int, metavar=("L", "TOKEN"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.paper_pair:
@@ -275,33 +279,46 @@ def main() -> None:
     lengths = [32] if args.quick else [32, 64, 128]
     roll_lengths = [32] if args.quick else [32, 64, 128, 512]
     start = time.perf_counter()
-    flow = []
-    for length in lengths:
-        flow.append(bench_flow(length, args.quick))
-        print(json.dumps({k: v for k, v in flow[-1].items() if k != "peers"}), file=sys.stderr)
-    roll = [bench_rollout(length) for length in roll_lengths]
     env = environment()
-    payload = {
+    out_json = HERE / "results" / "flow.json"
+    # --part reruns one section and keeps the other from the last full run (each section records its commit).
+    payload = json.loads(out_json.read_text()) if args.part != "all" and out_json.exists() else {}
+    if args.part in ("all", "flow"):
+        flow = []
+        for length in lengths:
+            flow.append(bench_flow(length, args.quick))
+            print(json.dumps({k: v for k, v in flow[-1].items() if k != "peers"}), file=sys.stderr)
+        payload["flow"], payload["flow_environment"] = flow, env
+        payload["flow_inputs"] = {"attention": "torch.rand normalised over keys, float32", "layers": LAYERS,
+                                  "heads": HEADS, "batch": 1, "seed": SEED, "lengths": lengths,
+                                  "rows": "last position, all input tokens", "residual": True, "head_reduce": "mean"}
+    if args.part in ("all", "rollout"):
+        payload["rollout"] = [bench_rollout(length) for length in roll_lengths]
+        payload["rollout_environment"] = env
+        payload["rollout_inputs"] = {"attention": "torch.rand normalised over keys, float32", "layers": LAYERS,
+                                     "heads": HEADS, "batch": 1, "seed": SEED, "lengths": roll_lengths,
+                                     "residual": True, "head_reduce": "mean"}
+    payload.update({
         "benchmark": "flow",
-        "inputs": {"attention": "torch.rand normalised over keys, float32", "layers": LAYERS, "heads": HEADS,
-                   "batch": 1, "seed": SEED, "flow_lengths": lengths, "rollout_lengths": roll_lengths,
-                   "flow_rows": "last position, all input tokens", "residual": True, "head_reduce": "mean"},
         "settings": {"repeats": REPEATS, "warmup": WARMUP, "torch_threads": args.threads, "quick": args.quick,
                      "pairs_timed": {k: {str(n): c for n, c in v.items()} for k, v in PAIRS.items()},
+                     "paper_pair_cap_s": {str(k): v for k, v in PAPER_CAP_S.items()},
                      "peers": {"paper": "nx.maximum_flow_value(G, u, v, flow_func=edmonds_karp) per pair on the "
                                         "from_numpy_array graph (Abnar & Zuidema's compute_flows)",
                                "tuned": "networkx preflow_push(value_only=True) per pair, residual network reused",
                                "rollout": "plain torch: head mean, + I, row-normalise, matmul chain"}},
-        "environment": env,
-        "flow": flow,
-        "rollout": roll,
-        "wall_s": time.perf_counter() - start,
-    }
-    md = table(flow, roll, env)
+        f"wall_s_{args.part}": time.perf_counter() - start,
+    })
+    for stale in ("inputs", "environment", "wall_s"):  # keys of the first layout
+        payload.pop(stale, None)
+    if "flow" not in payload or "rollout" not in payload:
+        print("(run without --part once to get both sections)", file=sys.stderr)
+        return
+    md = table(payload["flow"], payload["rollout"], payload["flow_environment"], payload["rollout_environment"])
     print(md)
     if not args.quick:
-        (HERE / "results").mkdir(exist_ok=True)
-        (HERE / "results" / "flow.json").write_text(json.dumps(payload, indent=2) + "\n")
+        out_json.parent.mkdir(exist_ok=True)
+        out_json.write_text(json.dumps(payload, indent=2) + "\n")
         (HERE / "RESULTS_flow.md").write_text(md)
 
 

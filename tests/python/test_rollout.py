@@ -159,3 +159,17 @@ def test_query_key_mismatch():
 def test_not_a_tensor():
     with pytest.raises(TypeError, match="got list"):
         rollout([[0.5, 0.5]])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_weights_are_read_as_they_are(dtype):
+    attn = random_attention(4, 2, 3, 9, dtype)
+    out = rollout(attn)
+    assert out.dtype == torch.float32
+    assert (out.double() - reference(attn)).abs().max().item() <= 1e-6  # reference reads the same rounded weights
+
+
+def test_non_contiguous_weights():
+    attn = random_attention(3, 2, 4, 8).transpose(1, 2).contiguous().transpose(1, 2)  # [layer, batch, head, ...] view
+    assert not attn.is_contiguous()
+    assert (rollout(attn) - reference(attn)).abs().max().item() <= 1e-13
