@@ -230,6 +230,11 @@ at::Tensor layered_max_flow(const at::Tensor& caps, at::OptionalIntArrayRef rows
   TORCH_CHECK_VALUE(caps.device().is_cpu(), "caps must be on the CPU, got ", caps.device());
   const int64_t layers = caps.size(0), batch = caps.size(1), length = caps.size(2);
   TORCH_CHECK_VALUE(layers >= 1, "attention flow needs at least one layer, got caps of shape ", caps.sizes());
+  if (caps.numel() > 0) {
+    auto [lo, hi] = at::aminmax(caps);  // NaN propagates into both
+    TORCH_CHECK_VALUE(lo.item<double>() >= 0.0 && std::isfinite(hi.item<double>()),
+                      "caps must be finite and >= 0, got min ", lo.item<double>(), " and max ", hi.item<double>());
+  }
 
   std::vector<int64_t> sources;
   if (rows.has_value()) {

@@ -1,11 +1,8 @@
 #include "attnscope/rollout.h"
 
-#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
-#include <algorithm>
-#include <atomic>
-#include <limits>
+#include <cmath>
 
 #include <vector>
 
@@ -16,61 +13,6 @@ HeadReduce head_reduce_from_int(int64_t code) {
                     "head_reduce must be 0 (mean) or 1 (max), got ", code);
   return static_cast<HeadReduce>(code);
 }
-
-namespace {
-
-// One pass over the weights per output row: reduce the heads, check every weight (finite, >= 0), add I and
-// row-normalise. The check rides along with the reduction instead of costing another pass over
-// [layer, batch, head, L, L], the largest tensor here.
-template <typename in_t, typename out_t>
-bool reduce_rows(const at::Tensor& attn, at::Tensor& out, bool residual, HeadReduce reduce) {
-  const int64_t layers = attn.size(0), batch = attn.size(1), heads = attn.size(2), length = attn.size(3);
-  const in_t* src = attn.const_data_ptr<in_t>();
-  out_t* dst = out.mutable_data_ptr<out_t>();
-  const int64_t mat = length * length;
-  std::atomic<bool> all_ok{true};
-  // A row reads heads * L weights; aim for tasks of about 32K of them.
-  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, heads * length));
-  at::parallel_for(0, layers * batch * length, grain, [&](int64_t r0, int64_t r1) {
-    bool ok = true;
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t lb = r / length, i = r % length;  // lb = layer * batch + b
-      const in_t* x = src + lb * heads * mat + i * length;
-      out_t* y = dst + r * length;
-      for (int64_t j = 0; j < length; ++j) y[j] = static_cast<out_t>(x[j]);
-      for (int64_t h = 1; h < heads; ++h) {
-        const in_t* xh = x + h * mat;
-        if (reduce == HeadReduce::kMean) {
-          for (int64_t j = 0; j < length; ++j) y[j] += static_cast<out_t>(xh[j]);
-        } else {
-          for (int64_t j = 0; j < length; ++j) y[j] = std::max(y[j], static_cast<out_t>(xh[j]));
-        }
-      }
-      for (int64_t h = 0; h < heads; ++h) {
-        const in_t* xh = x + h * mat;
-        for (int64_t j = 0; j < length; ++j) {
-          const out_t v = static_cast<out_t>(xh[j]);
-          ok &= (v >= out_t(0)) & (v <= std::numeric_limits<out_t>::max());  // false for NaN and inf
-        }
-      }
-      if (reduce == HeadReduce::kMean) {
-        const out_t inv = out_t(1) / static_cast<out_t>(heads);
-        for (int64_t j = 0; j < length; ++j) y[j] *= inv;
-      }
-      if (residual) {
-        y[i] += out_t(1);
-        out_t sum = 0;
-        for (int64_t j = 0; j < length; ++j) sum += y[j];
-        const out_t inv = out_t(1) / sum;  // sum >= 1 thanks to the identity (when the weights are valid)
-        for (int64_t j = 0; j < length; ++j) y[j] *= inv;
-      }
-    }
-    if (!ok) all_ok.store(false, std::memory_order_relaxed);
-  });
-  return all_ok.load();
-}
-
-}  // namespace
 
 at::Tensor augmented_attention(const at::Tensor& attn, bool residual, HeadReduce reduce, at::ScalarType dtype) {
   TORCH_CHECK_VALUE(attn.dim() == 5, "attention must be [layer, batch, head, query, key], got a ", attn.dim(),
@@ -84,23 +26,23 @@ at::Tensor augmented_attention(const at::Tensor& attn, bool residual, HeadReduce
                     "rollout chains layers, so query and key lengths must match (self-attention over one sequence), "
                     "got query=", attn.size(3), " and key=", attn.size(4), " (shape ", attn.sizes(), ")");
   TORCH_INTERNAL_ASSERT(dtype == at::kFloat || dtype == at::kDouble);
-  const at::Tensor a = attn.contiguous();
-  at::Tensor out = at::empty({a.size(0), a.size(1), a.size(3), a.size(4)}, a.options().dtype(dtype));
-  if (a.numel() == 0) return out;
-  bool ok = true;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "augmented_attention", [&] {
-    if (dtype == at::kDouble) {
-      ok = reduce_rows<scalar_t, double>(a, out, residual, reduce);
-    } else {
-      ok = reduce_rows<scalar_t, float>(a, out, residual, reduce);
-    }
-  });
-  if (!ok) {  // the slow path only builds the message
-    auto [lo, hi] = at::aminmax(a);  // NaN propagates into both
-    TORCH_CHECK_VALUE(false, "attention weights must be finite and >= 0 (probabilities), got min ", lo.item<double>(),
-                      " and max ", hi.item<double>());
+  // Heads are reduced in the weights' own precision (float32 for half types) and only the reduced matrices are
+  // widened: a float64 copy of all the weights costs more than the whole reduction.
+  const at::ScalarType reduce_dtype = attn.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const at::Tensor a = attn.scalar_type() == reduce_dtype ? attn : attn.to(reduce_dtype);
+  at::Tensor r = (reduce == HeadReduce::kMean ? a.mean(/*dim=*/2) : a.amax(/*dim=*/2)).to(dtype);  // [layer, batch, q, k]
+  if (r.numel() == 0) return r.contiguous();
+  // The reduced matrices are what rollout multiplies and flow uses as capacities, and a twelfth of the weights:
+  // checking them costs little, and NaN or inf anywhere in the weights propagates into them.
+  auto [lo, hi] = at::aminmax(r);
+  const double mn = lo.item<double>(), mx = hi.item<double>();
+  TORCH_CHECK_VALUE(mn >= 0.0 && std::isfinite(mx), "attention weights must be finite and >= 0 (probabilities); "
+                    "their head ", reduce == HeadReduce::kMean ? "mean" : "max", " has min ", mn, " and max ", mx);
+  if (residual) {
+    r.diagonal(/*offset=*/0, /*dim1=*/-2, /*dim2=*/-1).add_(1.0);
+    r.div_(r.sum(/*dim=*/-1, /*keepdim=*/true));  // >= 1 thanks to the identity, never 0
   }
-  return out;
+  return r.contiguous();
 }
 
 at::Tensor rollout(const at::Tensor& attn, bool residual, HeadReduce reduce, at::OptionalIntArrayRef rows) {

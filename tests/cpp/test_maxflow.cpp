@@ -214,10 +214,14 @@ TEST(AttentionFlowGraph, RowsSelectRowsAndNormalizeDividesBySum) {
   EXPECT_LE((some - picked / picked.sum(-1, true)).abs().max().item<double>(), 1e-14);
 }
 
-TEST(AttentionFlowGraph, RejectsRowsOutOfRange) {
+TEST(AttentionFlowGraph, RejectsBadRowsAndCapacities) {
   at::Tensor caps = row_stochastic(2, 1, 4);
   std::vector<int64_t> rows{4};
   EXPECT_THROW(attnscope::layered_max_flow(caps, rows, true), c10::ValueError);
+  at::Tensor nan = caps.clone();
+  nan[1][0][2][3] = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_THROW(attnscope::layered_max_flow(nan, std::nullopt, true), c10::ValueError);
+  EXPECT_THROW(attnscope::layered_max_flow(-caps, std::nullopt, true), c10::ValueError);
 }
 
 }  // namespace
