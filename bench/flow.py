@@ -209,7 +209,7 @@ def environment() -> dict:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], capture_output=True, text=True, cwd=HERE).stdout.strip()
 
-    return {"commit": git("rev-parse", "--short", "HEAD"), "dirty": bool(git("status", "--porcelain", "--", ".")),
+    return {"commit": git("rev-parse", "--short", "HEAD"), "dirty": bool(git("status", "--porcelain", "--", "..", ":!results", ":!RESULTS_flow.md")),
             "python": platform.python_version(), "torch": torch.__version__, "networkx": nx.__version__,
             "numpy": np.__version__, "attnscope": attnscope.__version__, "machine": platform.machine(),
             "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
