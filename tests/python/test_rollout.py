@@ -88,7 +88,14 @@ def test_attention_result_and_head_reduced_weights():
     attn = random_attention(3, 2, 4, 7)
     assert torch.equal(rollout(SimpleNamespace(weights=attn)), rollout(attn))
     reduced = attn.mean(2)  # what capture_attention(reduce="mean") keeps: [layer, batch, query, key]
-    assert torch.allclose(rollout(reduced), rollout(attn), rtol=0, atol=1e-14)
+    assert torch.allclose(rollout(SimpleNamespace(weights=reduced)), rollout(attn), rtol=0, atol=1e-14)
+    assert torch.allclose(rollout(reduced.unsqueeze(2)), rollout(attn), rtol=0, atol=1e-14)
+
+
+def test_bare_4d_tensor_is_refused():
+    # one layer's [batch, head, query, key] would otherwise be read as [layer, batch, query, key]
+    with pytest.raises(ValueError, match=r"got a 4-D tensor of shape \(2, 3, 7, 7\); stack"):
+        rollout(random_attention(1, 2, 3, 7)[0])
 
 
 def test_identity_attention_is_identity():

@@ -14,8 +14,9 @@ HEAD_REDUCES = ("mean", "max")
 def attention_tensor(res: Any, fn: str) -> Tensor:
     """``res.weights`` (an AttentionResult) or ``res`` itself, as ``[layer, batch, head, query, key]`` on the CPU.
 
-    A 4-D ``[layer, batch, query, key]`` (heads already reduced, as ``capture_attention(reduce="mean")`` gives) is
-    taken as one head.
+    A result's 4-D ``.weights`` ``[layer, batch, query, key]`` (heads already reduced, as
+    ``capture_attention(reduce="mean")`` gives) is taken as one head. A bare 4-D tensor is refused: it could as well be
+    one layer's ``[batch, head, query, key]`` (a Hugging Face ``attentions`` entry), and guessing wrong is silent.
     """
     weights = getattr(res, "weights", res)
     if not isinstance(weights, Tensor):
@@ -23,8 +24,14 @@ def attention_tensor(res: Any, fn: str) -> Tensor:
             f"{fn} takes an AttentionResult (with .weights) or a Tensor [layer, batch, head, query, key], "
             f"got {type(res).__name__}"
         )
-    if weights.dim() == 4:
+    if weights.dim() == 4 and weights is not res:
         weights = weights.unsqueeze(2)
+    elif weights.dim() == 4:
+        raise ValueError(
+            f"{fn} needs attention weights [layer, batch, head, query, key], got a 4-D tensor of shape "
+            f"{tuple(weights.shape)}; stack a model's per-layer attentions with torch.stack(out.attentions), or pass "
+            "weights whose heads are already reduced as weights.unsqueeze(2)"
+        )
     if weights.dim() != 5:
         raise ValueError(
             f"{fn} needs attention weights [layer, batch, head, query, key] (or [layer, batch, query, key] with "

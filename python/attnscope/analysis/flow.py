@@ -26,8 +26,9 @@ def attention_flow(
     ``(0, t)``, solved exactly (Dinic's algorithm, float64) for every pair in parallel, without the GIL.
 
     Args:
-        res: an ``AttentionResult`` (its ``.weights``) or a Tensor ``[layer, batch, head, query, key]``
-            (``[layer, batch, query, key]`` when heads are already reduced), with ``query == key``.
+        res: an ``AttentionResult`` (its ``.weights``, ``[layer, batch, head, query, key]`` or, with heads already
+            reduced, ``[layer, batch, query, key]``) or a Tensor ``[layer, batch, head, query, key]``, with
+            ``query == key``.
         rows: only these output positions (negative counts from the end); all when None. Each row costs
             ``key`` max-flow problems on a graph of about ``layers · L²`` arcs.
         residual, head_reduce: as for :func:`rollout`.

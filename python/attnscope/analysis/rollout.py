@@ -24,8 +24,9 @@ def rollout(
     ``residual=False`` ``Â_l = A_l`` as is. The result is ``Â_{n-1} ··· Â_1 Â_0``.
 
     Args:
-        res: an ``AttentionResult`` (its ``.weights``) or a Tensor ``[layer, batch, head, query, key]``
-            (``[layer, batch, query, key]`` when heads are already reduced), with ``query == key``.
+        res: an ``AttentionResult`` (its ``.weights``, ``[layer, batch, head, query, key]`` or, with heads already
+            reduced, ``[layer, batch, query, key]``) or a Tensor ``[layer, batch, head, query, key]``, with
+            ``query == key``.
         residual: account for the residual connection by adding the identity and renormalising rows.
         head_reduce: ``"mean"`` or ``"max"`` over heads.
         rows: only these query positions (negative counts from the end), computed by vector-matrix products:
