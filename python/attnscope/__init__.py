@@ -25,6 +25,8 @@ _PUBLIC = {
     "capture": ".capture",
     "capture_attention": ".api",
     "config": ".environment",
+    "rollout": ".analysis",
+    "attention_flow": ".analysis",
     "show_config": ".environment",
 }
 _SUBMODULES = {"ops", "viz", "analysis", "attribution", "organisms", "testing", "results", "capture", "adapters"}
@@ -34,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .api import capture_attention  # noqa: F401
     from .capture import capture  # noqa: F401
     from .environment import config, show_config  # noqa: F401
+    from .analysis import attention_flow, rollout  # noqa: F401
     from .results import AttentionResult, load  # noqa: F401
 
 
