@@ -17,7 +17,7 @@ export TOKENIZERS_PARALLELISM := false
 
 CXX_SOURCES := $(shell find cpp cmake tests/cpp -type f 2>/dev/null) CMakeLists.txt pyproject.toml
 
-.PHONY: all setup build test test-cpp test-python demo bench clean distclean
+.PHONY: all setup build test test-cpp test-python demo bench docs clean distclean
 
 all: test
 
@@ -65,6 +65,9 @@ demo: build
 
 bench: build
 	@$(PY) -m bench
+
+docs: $(VENV)/.deps
+	@NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 clean:
 	rm -rf build dist $(VENV)/.build

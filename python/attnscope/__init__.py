@@ -22,19 +22,19 @@ check_torch_version()
 _PUBLIC = {
     "AttentionResult": ".results",
     "load": ".results",
-    "capture": ".capture",
+    "capture": ".capturing",
     "capture_attention": ".api",
     "config": ".environment",
     "rollout": ".analysis",
     "attention_flow": ".analysis",
     "show_config": ".environment",
 }
-_SUBMODULES = {"ops", "viz", "analysis", "attribution", "organisms", "testing", "results", "capture", "adapters"}
+_SUBMODULES = {"ops", "viz", "analysis", "attribution", "organisms", "testing", "results", "capturing", "adapters"}
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import ops, viz  # noqa: F401
     from .api import capture_attention  # noqa: F401
-    from .capture import capture  # noqa: F401
+    from .capturing import capture  # noqa: F401
     from .environment import config, show_config  # noqa: F401
     from .analysis import attention_flow, rollout  # noqa: F401
     from .results import AttentionResult, load  # noqa: F401

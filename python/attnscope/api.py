@@ -8,8 +8,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from .capture import capture
-from .capture.fallback import eager_capture
+from .capturing import capture
+from .capturing.fallback import eager_capture
 from .results import AttentionResult
 
 

@@ -33,3 +33,20 @@ def test_show_config_prints_versions(capsys):
     attnscope.show_config()
     printed = capsys.readouterr().out
     assert "torch (built against)" in printed and "eigen" in printed and "compiler" in printed
+
+
+def test_public_names_are_not_shadowed_by_submodules():
+    code = (
+        "import attnscope as ats, attnscope.api, attnscope.capturing, attnscope.environment, attnscope.analysis\n"
+        "assert isinstance(ats.capture, type), ats.capture\n"
+        "assert callable(ats.config) and callable(ats.rollout) and callable(ats.capture_attention)\n"
+        "import sys; print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+
+def test_import_does_not_load_torch():
+    out = subprocess.run([sys.executable, "-c", "import sys, attnscope; print('torch' in sys.modules)"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr
