@@ -1,0 +1,164 @@
+"""The ``attnscope`` command line: ``demo``, ``explain`` and ``heads``.
+
+Usage errors (exit 2) are found before torch is imported; failures exit 1 with one line (the traceback only with
+``--debug``); progress bars go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+# Kept here, torch-free, so that an unknown method is a usage error found before torch is imported; the attribution
+# engine checks its own list against this one in the tests.
+METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "gradient_shap",
+           "attention_x_gradient", "occlusion", "lime", "kernel_shap", "shapley_sampling")
+TEXT_SUFFIXES = (".jsonl", ".txt", ".csv")
+
+
+class UsageError(Exception):
+    """A mistake in the command line: exit status 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="attnscope",
+        description="Explain transformer language models: attention, attribution and head statistics, "
+                    "offline, from a save_pretrained folder.",
+        epilog="Exit status: 0 ok, 1 failure, 2 bad usage. Add --debug for a traceback.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    # --debug is accepted after the command too; SUPPRESS keeps a subcommand from resetting the global value.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("demo", parents=[common], help="capture MiniLM's attention, check it against eager attention, write a report")
+
+    explain = sub.add_parser("explain", parents=[common], help="attribute model outputs to input tokens and write a report + table")
+    explain.add_argument("model_dir", type=Path, help="a save_pretrained folder (config.json, weights, tokenizer)")
+    source = explain.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", help="one text to explain")
+    source.add_argument("--texts", type=Path, help="a .jsonl ({'text': ...} per line), .txt (one per line) or .csv "
+                                                   "(a 'text' column) file")
+    explain.add_argument("--method", default="saliency", help=f"one of: {', '.join(METHODS)} (default: saliency)")
+    explain.add_argument("--target", default=None,
+                         help="class index or token id (an integer), 'next' (next token), or text to continue with")
+    explain.add_argument("--out", type=Path, default=Path("attnscope-out"), help="output folder (default: attnscope-out)")
+    explain.add_argument("--batch-size", type=int, default=8)
+    explain.add_argument("--n-steps", type=int, default=32, help="steps of path methods (default: 32)")
+    explain.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    heads = sub.add_parser("heads", parents=[common], help="per-head statistics (previous-token, induction, entropy, ...) over texts")
+    heads.add_argument("model_dir", type=Path)
+    heads.add_argument("--texts", type=Path, required=True)
+    heads.add_argument("--out", type=Path, default=Path("attnscope-heads"))
+    heads.add_argument("--batch-size", type=int, default=8)
+    heads.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def read_texts(path: Path) -> list[str]:
+    """Texts from .jsonl / .txt / .csv; a UsageError names what is wrong with the file."""
+    import csv
+    import json
+
+    if path.suffix not in TEXT_SUFFIXES:
+        raise UsageError(f"--texts {path}: unsupported file type {path.suffix or '(none)'!r}; use .jsonl, .txt or .csv")
+    if not path.is_file():
+        raise UsageError(f"--texts {path}: no such file")
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--texts {path}: cannot read it ({exc.__class__.__name__}: {exc})") from None
+    if path.suffix == ".txt":
+        texts = [line.strip() for line in raw.splitlines() if line.strip()]
+    elif path.suffix == ".jsonl":
+        texts = []
+        for number, line in enumerate(raw.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"--texts {path}: line {number} is not JSON ({exc.msg})") from None
+            text = item.get("text") if isinstance(item, dict) else item if isinstance(item, str) else None
+            if not isinstance(text, str):
+                raise UsageError(f"--texts {path}: line {number} has no 'text' string")
+            texts.append(text)
+    else:
+        rows = list(csv.DictReader(raw.splitlines()))
+        if rows and "text" not in rows[0]:
+            raise UsageError(f"--texts {path}: no 'text' column (columns: {', '.join(rows[0])})")
+        texts = [row["text"] for row in rows if row.get("text", "").strip()]
+    if not texts:
+        raise UsageError(f"--texts {path}: the file holds no texts")
+    return texts
+
+
+def _check_model_dir(path: Path) -> None:
+    if not path.is_dir():
+        raise UsageError(f"model directory {path} does not exist")
+    if not (path / "config.json").is_file():
+        raise UsageError(f"{path} is not a save_pretrained folder: it has no config.json")
+
+
+def validate(args: argparse.Namespace) -> list[str] | None:
+    """Every usage check that needs no torch; returns the texts to process."""
+    if args.command in ("explain", "heads"):
+        _check_model_dir(args.model_dir)
+        if args.batch_size < 1:
+            raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.command == "explain":
+        if args.method not in METHODS:
+            raise UsageError(f"unknown method {args.method!r}; use one of: {', '.join(METHODS)}")
+        if args.n_steps < 1:
+            raise UsageError(f"--n-steps must be >= 1, got {args.n_steps}")
+        if args.text is not None:
+            if not args.text.strip():
+                raise UsageError("--text is empty")
+            return [args.text]
+        return read_texts(args.texts)
+    if args.command == "heads":
+        return read_texts(args.texts)
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed its message
+        return int(exc.code or 0)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        texts = validate(args)
+    except UsageError as exc:
+        print(f"attnscope {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        if args.command == "demo":
+            from .demo import main as demo
+
+            return demo()
+        from . import commands
+
+        return getattr(commands, args.command)(args, texts)
+    except KeyboardInterrupt:
+        print("attnscope: interrupted", file=sys.stderr)
+        return 1
+    except Exception as exc:  # one clear line; the traceback only under --debug
+        if args.debug:
+            raise
+        print(f"attnscope {args.command}: error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

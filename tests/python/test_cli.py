@@ -1,0 +1,69 @@
+"""The real `attnscope` command in a subprocess: help, exit codes, usage errors before torch is imported."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args, timeout=600):
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    return subprocess.run([sys.executable, "-m", "attnscope", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_help_reads_well():
+    out = run("--help")
+    assert out.returncode == 0
+    assert "explain" in out.stdout and "heads" in out.stdout and "Exit status" in out.stdout
+    sub = run("explain", "--help")
+    assert sub.returncode == 0 and "--method" in sub.stdout and "--texts" in sub.stdout
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    return tmp_path / "m"
+
+
+def one_line_error(out, *needles):
+    assert out.returncode == 2, out.stdout + out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_missing_model_dir(tmp_path):
+    one_line_error(run("explain", tmp_path / "nope", "--text", "hi"), "does not exist")
+
+
+def test_unknown_method(model_dir):
+    one_line_error(run("explain", model_dir, "--text", "hi", "--method", "magic"), "unknown method 'magic'", "saliency")
+
+
+def test_empty_text_file(model_dir, tmp_path):
+    (tmp_path / "empty.txt").write_text("\n\n")
+    one_line_error(run("explain", model_dir, "--texts", tmp_path / "empty.txt"), "holds no texts")
+
+
+def test_unreadable_file(model_dir, tmp_path):
+    (tmp_path / "bad.txt").write_bytes(b"\xff\xfe\x00bad")
+    one_line_error(run("explain", model_dir, "--texts", tmp_path / "bad.txt"), "cannot read it")
+    one_line_error(run("heads", model_dir, "--texts", tmp_path / "missing.jsonl"), "no such file")
+
+
+def test_usage_errors_do_not_import_torch(model_dir):
+    code = ("import sys; from attnscope.cli import main; rc = main(['explain', %r, '--text', 'x', '--method', 'nope']);"
+            " print(rc, 'torch' in sys.modules)" % str(model_dir))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["2", "False"], out.stdout + out.stderr
+
+
+def test_no_command_prints_help_and_exits_2():
+    out = run()
+    assert out.returncode == 2 and "usage" in out.stdout
