@@ -5,6 +5,7 @@
 #include "attnscope/logits.h"
 
 #include <cstring>
+#include <type_traits>
 
 namespace attnscope {
 namespace {
@@ -43,6 +44,26 @@ inline T finish(typename Vec<T>::type acc, const T* q, const T* k, int64_t d0, i
   return sum;
 }
 
+// Sums of 8 accumulators of 8 lanes each, in one vector (lane u = sum of acc[u]): three levels of pairwise adds.
+// Which keys form a block depends only on the key range, never on the query chunk, so results stay chunk-free.
+typedef float v8f __attribute__((vector_size(32)));
+typedef int v8i __attribute__((vector_size(32)));
+
+inline v8f pair_sums(v8f a, v8f b) {
+  const v8i even = {0, 2, 4, 6, 8, 10, 12, 14};
+  const v8i odd = {1, 3, 5, 7, 9, 11, 13, 15};
+  return __builtin_shuffle(a, b, even) + __builtin_shuffle(a, b, odd);
+}
+
+inline v8f reduce8(const v8f* acc) {
+  // Level 1 gives [a01 a23 a45 a67 b01 b23 b45 b67] (a01 = a0 + a1), level 2 [a0123 a4567 b0123 b4567 c.. d..],
+  // level 3 the eight sums in order a..h.
+  const v8f s01 = pair_sums(acc[0], acc[1]), s23 = pair_sums(acc[2], acc[3]);
+  const v8f s45 = pair_sums(acc[4], acc[5]), s67 = pair_sums(acc[6], acc[7]);
+  const v8f t0 = pair_sums(s01, s23), t1 = pair_sums(s45, s67);
+  return pair_sums(t0, t1);
+}
+
 template <typename T>
 __attribute__((always_inline)) inline void row_logits_impl(const T* q, const T* k, int64_t k_len, int64_t head_dim,
                                                            int64_t ldk, T scale, T* out) {
@@ -50,6 +71,19 @@ __attribute__((always_inline)) inline void row_logits_impl(const T* q, const T* 
   constexpr int L = Vec<T>::lanes;
   const int64_t body = head_dim - head_dim % L;
   int64_t j = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    if (body == head_dim) {  // eight keys at a time, reduced together
+      for (; j + 8 <= k_len; j += 8) {
+        v8f acc[8] = {};
+        for (int64_t d = 0; d < body; d += L) {
+          const v8f qv = load(q + d);
+          for (int r = 0; r < 8; ++r) acc[r] += qv * load(k + (j + r) * ldk + d);
+        }
+        const v8f sums = reduce8(acc) * scale;
+        std::memcpy(out + j, &sums, sizeof(sums));
+      }
+    }
+  }
   for (; j + 4 <= k_len; j += 4) {
     const T* k0 = k + j * ldk;
     const T* k1 = k0 + ldk;
