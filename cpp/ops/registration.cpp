@@ -12,4 +12,5 @@ TORCH_LIBRARY(attnscope, m) {
       "attention_probs_reduced(Tensor q, Tensor k, Tensor? mask, float scale, bool is_causal, int window, "
       "float softcap, Tensor? sinks, int query_chunk, int[]? heads, str reduce, bool keep_weights, int topk, "
       "bool entropy) -> (Tensor weights, Tensor topk_values, Tensor topk_indices, Tensor entropy)");
+  m.def("attention_grad_relevance(Tensor attn, Tensor grad) -> Tensor");
 }

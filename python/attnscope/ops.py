@@ -230,3 +230,26 @@ def _rollout_fake(attn, residual, head_reduce, rows):
 @torch.library.register_fake("attnscope::attention_flow")
 def _attention_flow_fake(attn, residual, head_reduce, rows, normalize):
     return attn.new_empty(_analysis_fake_shape(attn, rows), dtype=torch.float64)
+
+
+# ---- attribution: attention x gradient relevance ---------------------------------------------------------------
+
+__all__ += ["attention_grad_relevance"]
+
+
+def attention_grad_relevance(attn: Tensor, grad: Tensor) -> Tensor:
+    """Chefer et al. (2021) relevance: per layer ``Abar = mean_h max(0, grad * attn)``, ``R <- R + Abar @ R``.
+
+    Args:
+        attn, grad: ``[layer, batch, head, n, n]`` attention probabilities and dF/dA, first layer first.
+
+    Returns:
+        ``[batch, n, n]``; row ``i`` is the relevance of each input token for position ``i``.
+    """
+    return torch.ops.attnscope.attention_grad_relevance(attn, grad)
+
+
+@torch.library.register_fake("attnscope::attention_grad_relevance")
+def _attention_grad_relevance_fake(attn, grad):
+    dtype = torch.float64 if attn.dtype == torch.float64 else torch.float32
+    return attn.new_empty((attn.shape[1], attn.shape[3], attn.shape[4]), dtype=dtype)

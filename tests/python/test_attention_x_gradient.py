@@ -1,0 +1,69 @@
+"""attention_x_gradient equals the Chefer et al. rule applied to eager attentions with retain_grad()."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+
+from attnscope.attribution.attention_x_gradient import attention_x_gradient, relevance_rows
+
+from tiny_models import batch, build
+
+
+def chefer_reference(kind, inputs, score, position):
+    model = build(kind, attn="eager")
+    module = importlib.import_module(type(model).__module__)
+    original = module.eager_attention_forward
+    kept = []
+
+    def spy(*args, **kwargs):
+        out, weights = original(*args, **kwargs)
+        weights.retain_grad()
+        kept.append(weights)
+        return out, weights
+
+    module.eager_attention_forward = spy
+    try:
+        score(model(**inputs)).sum().backward()
+    finally:
+        module.eager_attention_forward = original
+    n = inputs["input_ids"].shape[1]
+    relevance = torch.eye(n).repeat(inputs["input_ids"].shape[0], 1, 1)
+    for a in kept:
+        abar = (a.grad * a).clamp(min=0).mean(1)
+        relevance = relevance + abar @ relevance
+    return relevance_rows(relevance, inputs["attention_mask"], position)
+
+
+@pytest.mark.parametrize("kind,position", [("llama", "last"), ("qwen2", "last"), ("bert", "first")])
+def test_matches_chefer_on_eager(kind, position):
+    inputs = batch(kind, "right" if kind == "bert" else "left")
+
+    def score(outputs):
+        out = outputs.logits[:, -1] if hasattr(outputs, "logits") else outputs.last_hidden_state[:, 0]
+        return out.max(-1).values
+
+    got, _ = attention_x_gradient(build(kind), inputs, score, position=position)
+    want = chefer_reference(kind, inputs, score, position)
+    assert got.shape == want.shape
+    assert (got - want).abs().max().item() <= 1e-5
+    assert got.abs().sum() > 0
+    # padding never receives attribution
+    assert got[inputs["attention_mask"] == 0].abs().max().item() == 0 if (inputs["attention_mask"] == 0).any() else True
+
+
+def test_bad_position():
+    with pytest.raises(ValueError, match="position must be 'last', 'first' or 'mean', got 'middle'"):
+        relevance_rows(torch.zeros(1, 2, 2), torch.ones(1, 2), "middle")
+
+
+def test_relevance_op_opcheck_and_errors():
+    a = torch.rand(2, 1, 3, 4, 4).softmax(-1)
+    g = torch.randn(2, 1, 3, 4, 4)
+    torch.library.opcheck(torch.ops.attnscope.attention_grad_relevance.default, (a, g))
+    with pytest.raises(ValueError, match=r"grad must have the shape of attn \[2, 1, 3, 4, 4\]"):
+        torch.ops.attnscope.attention_grad_relevance(a, g[:1])
+    with pytest.raises(ValueError, match="attn must be square over query and key"):
+        torch.ops.attnscope.attention_grad_relevance(a[..., :3], g[..., :3])
