@@ -16,6 +16,7 @@ DESCRIPTIONS = {
     "first_token": "mean attention to the first (non-padding) token",
     "distance": "mean attended distance sum_j p_ij |i-j| (tokens)",
 }
+_MASSES = ("prev_token", "induction", "duplicate_token", "first_token")
 
 
 @dataclass
@@ -95,9 +96,12 @@ class HeadStats:
         fig, axes = plt.subplots(rows, cols, squeeze=False,
                                  figsize=figsize or (4.0 * cols, 0.6 + 0.45 * len(self.layers) * rows + 1.2 * rows))
         for ax, n in zip(axes.flat, names):
-            im = ax.imshow(self.scores[n].float().numpy(), cmap=cmap, aspect="auto")
+            # Attention masses share one 0..1 scale, so a faint head does not look like a strong one.
+            limits = {"vmin": 0.0, "vmax": 1.0} if n in _MASSES else {}
+            im = ax.imshow(self.scores[n].float().numpy(), cmap=cmap, aspect="auto", **limits)
             ax.set_title(n)
             ax.set_xlabel("head")
+            ax.set_xticks(range(self.num_heads))
             ax.set_ylabel("layer")
             ax.set_yticks(range(len(self.layers)), [str(layer) for layer in self.layers])
             fig.colorbar(im, ax=ax)
