@@ -164,6 +164,7 @@ def test_too_long_texts_are_truncated_with_a_warning():
 
 def test_result_methods_and_progress(capsys):
     model = tiny_models.build("gpt2")
+    capsys.readouterr()  # building may log transformers' config warnings
     hs = head_stats(model, None, torch.randint(3, 90, (3, 10)), batch_size=2, progress=False)
     assert capsys.readouterr().err == ""
     assert isinstance(hs, HeadStats) and "induction" not in hs.names
