@@ -26,6 +26,8 @@ _PUBLIC = {
     "capture_attention": ".api",
     "config": ".environment",
     "rollout": ".analysis",
+    "head_stats": ".analysis",
+    "HeadStats": ".results",
     "attention_flow": ".analysis",
     "show_config": ".environment",
 }
@@ -37,7 +39,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .capturing import capture  # noqa: F401
     from .environment import config, show_config  # noqa: F401
     from .analysis import attention_flow, rollout  # noqa: F401
-    from .results import AttentionResult, load  # noqa: F401
+    from . import analysis, organisms  # noqa: F401
+    from .analysis import head_stats  # noqa: F401
+    from .results import AttentionResult, HeadStats, load  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -253,3 +253,67 @@ def attention_grad_relevance(attn: Tensor, grad: Tensor) -> Tensor:
 def _attention_grad_relevance_fake(attn, grad):
     dtype = torch.float64 if attn.dtype == torch.float64 else torch.float32
     return attn.new_empty((attn.shape[1], attn.shape[3], attn.shape[4]), dtype=dtype)
+
+# --- attention_head_stats: per-head statistics inside the chunk loop ------------------------------------------------
+
+HEAD_STAT_NAMES = ("prev_token", "induction", "duplicate_token", "entropy", "first_token", "distance")
+
+
+class HeadStatSums(NamedTuple):
+    """What :func:`attention_head_stats` returns: per-example sums and counted rows; the mean is ``sums / counts``."""
+
+    sums: Tensor  # [batch, q_heads, 6] float64, columns in HEAD_STAT_NAMES order
+    counts: Tensor  # [batch, 6] int64, counted query rows per statistic (the same for every head)
+
+
+def attention_head_stats(
+    q: Tensor,
+    k: Tensor,
+    mask: Tensor | None = None,
+    *,
+    scale: float | None = None,
+    is_causal: bool = False,
+    window: int = 0,
+    softcap: float = 0.0,
+    sinks: Tensor | None = None,
+    query_chunk: int = 0,
+    input_ids: Tensor | None = None,
+    valid: Tensor | None = None,
+    induction_period: int = 0,
+) -> HeadStatSums:
+    """Per-head attention statistics computed from the probabilities inside the chunk loop (never stored).
+
+    Same attention inputs as :func:`attention_probs`. ``input_ids`` ``[batch, k_len]`` enables the duplicate-token
+    and induction statistics; ``valid`` ``[batch, k_len]`` (bool or 0/1) marks real tokens, so padding rows and keys
+    are not counted; ``induction_period`` is the repeated segment's length ``P >= 2`` (0 = no induction statistic).
+    With query row ``i`` at absolute position ``i + k_len - q_len`` and ``p`` its probabilities, summed over the
+    valid rows that each statistic counts:
+
+    - ``prev_token``: ``p[i-1]``; rows whose position ``i-1`` is valid.
+    - ``induction``: ``p[i-P+1]``; rows with ``i-P`` and ``i-P+1`` valid and ``input_ids[i] == input_ids[i-P]``.
+    - ``duplicate_token``: ``sum p[j]`` over valid ``j < i`` with ``input_ids[j] == input_ids[i]``; rows with such a j.
+    - ``entropy``: ``-sum p[j] log p[j]`` (nats); every valid row.
+    - ``first_token``: ``p[f]`` with ``f`` the first valid position; every valid row.
+    - ``distance``: ``sum p[j] |i - j|``; every valid row.
+
+    Not differentiable.
+    """
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
+    return HeadStatSums(
+        *torch.ops.attnscope.attention_head_stats(
+            q, k, mask, float(scale), bool(is_causal), int(window), float(softcap), sinks, int(query_chunk),
+            input_ids, valid, int(induction_period),
+        )
+    )
+
+
+@torch.library.register_fake("attnscope::attention_head_stats")
+def _attention_head_stats_fake(
+    q, k, mask, scale, is_causal, window, softcap, sinks, query_chunk, input_ids, valid, induction_period
+):
+    n = len(HEAD_STAT_NAMES)
+    return q.new_empty((q.shape[0], q.shape[1], n), dtype=torch.float64), q.new_empty((q.shape[0], n), dtype=torch.long)
+
+
+__all__ += ["HEAD_STAT_NAMES", "HeadStatSums", "attention_head_stats"]

@@ -25,6 +25,9 @@ class CaptureOptions:
     entropy: bool = False
     grad: bool = False
     query_chunk: int = 0
+    # Head statistics mode: a callable (module, query, key, mask, **attention_spec) that consumes each call
+    # (see attnscope.analysis.head_stats); the layer output is the model's own and no weights are kept.
+    stats: Callable[..., None] | None = None
 
     @property
     def keep_weights(self) -> bool:
@@ -122,6 +125,14 @@ def attend(
     exotic = (softcap > 0 or sinks is not None) and not original_is_eager
     common = dict(scale=scaling, is_causal=is_causal, window=window, softcap=softcap, sinks=sinks,
                   query_chunk=opts.query_chunk)
+    if opts.stats is not None:
+        # SDPA would not compute what eager does with soft-capping or sinks: the module's eager function then.
+        output, _ = (eager_function_of(module) if exotic else original)(module, query, key, value, attention_mask,
+                                                                         **kwargs)
+        with torch.no_grad():
+            opts.stats(module, query.detach(), key.detach(), mask,
+                       **{**common, "sinks": None if sinks is None else sinks.detach()})
+        return output, AttentionCall(None, None, None, None, q_len, k_len)
     if opts.wants_full or exotic:
         probs = ops.attention_probs(query, key, mask, **common)
         output = _probs_times_values(probs, value)

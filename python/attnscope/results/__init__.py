@@ -1,6 +1,7 @@
 """Result objects returned by attnscope's public functions."""
 
 from .attention import AttentionResult
+from .head_stats import HeadStats
 from .persist import load
 
-__all__ = ["AttentionResult", "load"]
+__all__ = ["AttentionResult", "HeadStats", "load"]

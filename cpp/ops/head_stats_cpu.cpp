@@ -1,0 +1,29 @@
+// Schema and CPU kernel of attention_head_stats (a fragment: the core schemas live in registration.cpp).
+#include <torch/library.h>
+
+#include "attnscope/head_stats.h"
+
+namespace attnscope {
+namespace {
+
+std::tuple<at::Tensor, at::Tensor> attention_head_stats_cpu(
+    const at::Tensor& q, const at::Tensor& k, const std::optional<at::Tensor>& mask, double scale, bool is_causal,
+    int64_t window, double softcap, const std::optional<at::Tensor>& sinks, int64_t query_chunk,
+    const std::optional<at::Tensor>& input_ids, const std::optional<at::Tensor>& valid, int64_t induction_period) {
+  HeadStatSums r = attention_head_stats(q, k, mask, AttentionSpec{scale, is_causal, window, softcap, query_chunk},
+                                        sinks, input_ids, valid, induction_period);
+  return {r.sums, r.counts};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(attnscope, m) {
+  m.def(
+      "attention_head_stats(Tensor q, Tensor k, Tensor? mask, float scale, bool is_causal, int window, "
+      "float softcap, Tensor? sinks, int query_chunk, Tensor? input_ids, Tensor? valid, int induction_period) "
+      "-> (Tensor sums, Tensor counts)");
+}
+
+TORCH_LIBRARY_IMPL(attnscope, CPU, m) { m.impl("attention_head_stats", &attention_head_stats_cpu); }
+
+}  // namespace attnscope
