@@ -2,7 +2,9 @@
 // gradient is evaluated along the straight path baseline + alpha (input - baseline), and their weights.
 //
 // All rules return float64 tensors (alphas [n], weights [n]); sum(weights) == 1 for every rule.
-// The riemann_* rules and Gauss-Legendre reproduce Captum's `approximation_parameters` exactly.
+// The points of every rule and the weights of riemann_left/right/middle and Gauss-Legendre are Captum's
+// (`approximation_parameters`). riemann_trapezoid differs on purpose: Captum 0.9 weights it 1/n with halved ends,
+// which sums to (n - 1) / n; here the steps are 1/(n - 1) with halved ends, so the weights sum to 1.
 #pragma once
 
 #include <ATen/ATen.h>
