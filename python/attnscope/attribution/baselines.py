@@ -128,10 +128,11 @@ def resolve_baselines(
     if not isinstance(baselines, Tensor):
         raise TypeError(f"baselines must be None, a string or a tensor, got {type(baselines).__name__}; use {shape_help}")
     t = baselines.to(x.device)
+    given = tuple(t.shape)
     if not t.dtype.is_floating_point:
         if distribution:
             if t.dim() != 2 or t.shape[-1] != orig_len:
-                raise ValueError(f"baselines of shape {tuple(t.shape)} do not fit; pass {shape_help}")
+                raise ValueError(f"baselines of shape {given} do not fit; pass {shape_help}")
             acts = [capture(_ids_in_frame(row, inputs, orig_len))[0] for row in t]
             return torch.stack(acts)
         return _mask_to_input(capture(_ids_in_frame(t, inputs, orig_len)), inputs, x)
@@ -139,12 +140,12 @@ def resolve_baselines(
         if t.dim() == 2 and t.shape == (orig_len, h):
             t = t.unsqueeze(0)
         if t.dim() != 3 or t.shape[1:] != (orig_len, h):
-            raise ValueError(f"baselines of shape {tuple(t.shape)} do not fit; pass {shape_help}")
+            raise ValueError(f"baselines of shape {given} do not fit; pass {shape_help}")
         return _acts_in_frame(t, inputs, x, orig_len, None)
     if t.dim() == 2:
         t = t.unsqueeze(0)
     if t.dim() != 3 or t.shape[1:] != (orig_len, h) or t.shape[0] not in (1, b):
-        raise ValueError(f"baselines of shape {tuple(t.shape)} do not fit the attributed activations; pass {shape_help}")
+        raise ValueError(f"baselines of shape {given} do not fit the attributed activations; pass {shape_help}")
     t = t.expand(b, -1, -1)
     return _mask_to_input(_acts_in_frame(t, inputs, x, orig_len, b), inputs, x)
 
