@@ -17,7 +17,7 @@ from .engine import GradientEngine, per_point_generator
 
 NT_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")
 # Adaptive integrated gradients: Gauss-Legendre points per segment and segments to start with.
-ADAPTIVE_ORDER = 3
+ADAPTIVE_ORDER = 4
 ADAPTIVE_START_SEGMENTS = 2
 
 __all__ = [

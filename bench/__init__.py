@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of attnscope against its peers (run as ``python -m bench.<name>``)."""
