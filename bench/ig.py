@@ -231,8 +231,9 @@ def markdown(res: dict) -> str:
         "",
         f"CPU ({res.get('threads', 1)} torch thread per process), median of {res['repeats']} runs after a warm-up "
         "(min–max in brackets); each variant in a fresh process.",
-        f"Load average of the shared machine at start / end: {res.get('load_average_start')} / "
-        f"{res.get('load_average_end')} (other jobs ran meanwhile: times are noisy).",
+        "Load average (1/5/15 min) of the shared 2-core machine at start / end: "
+        + " / ".join(", ".join(f"{v:.1f}" for v in res.get(k) or ()) for k in ("load_average_start", "load_average_end"))
+        + " (other jobs ran meanwhile: times are noisy).",
         "Peak extra memory: ru_maxrss minus RSS after model load. Captum: LayerIntegratedGradients on the word",
         "embeddings at its fastest internal_batch_size of " + ", ".join(map(str, CAPTUM_IBS)) + ".",
         "",
