@@ -74,8 +74,9 @@ def _ids_in_frame(ids: Tensor, inputs: ModelInputs, orig_len: int) -> Tensor:
     return torch.where(inputs.attributed, out, inputs.input_ids)
 
 
-def _acts_in_frame(t: Tensor, inputs: ModelInputs, x: Tensor, orig_len: int, lead: int | None) -> Tensor:
-    """User activations [lead, orig_seq, hidden] placed into the inputs' frame (other positions from ``x``)."""
+def _acts_in_frame(t: Tensor, inputs: ModelInputs, x: Tensor) -> Tensor:
+    """User activations [n, orig_seq, hidden] placed into the inputs' frame (n = batch: per example; otherwise
+    every row with the first example's layout, for a gradient_shap distribution). Other positions are zeros."""
     out = x.new_zeros((t.shape[0], *x.shape[1:]))
     idx = inputs.source_index[: t.shape[0]] if t.shape[0] == inputs.batch else inputs.source_index[:1].expand(t.shape[0], -1)
     idx = idx.unsqueeze(-1).expand(-1, -1, x.shape[-1])
@@ -141,13 +142,13 @@ def resolve_baselines(
             t = t.unsqueeze(0)
         if t.dim() != 3 or t.shape[1:] != (orig_len, h):
             raise ValueError(f"baselines of shape {given} do not fit; pass {shape_help}")
-        return _acts_in_frame(t, inputs, x, orig_len, None)
+        return _acts_in_frame(t, inputs, x)
     if t.dim() == 2:
         t = t.unsqueeze(0)
     if t.dim() != 3 or t.shape[1:] != (orig_len, h) or t.shape[0] not in (1, b):
         raise ValueError(f"baselines of shape {given} do not fit the attributed activations; pass {shape_help}")
     t = t.expand(b, -1, -1)
-    return _mask_to_input(_acts_in_frame(t, inputs, x, orig_len, b), inputs, x)
+    return _mask_to_input(_acts_in_frame(t, inputs, x), inputs, x)
 
 
 def _mask_to_input(base: Tensor, inputs: ModelInputs, x: Tensor) -> Tensor:
