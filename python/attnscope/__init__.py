@@ -27,6 +27,8 @@ _PUBLIC = {
     "config": ".environment",
     "rollout": ".analysis",
     "head_stats": ".analysis",
+    "attribute": ".attribution",
+    "AttributionResult": ".results",
     "HeadStats": ".results",
     "attention_flow": ".analysis",
     "show_config": ".environment",
@@ -41,7 +43,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .analysis import attention_flow, rollout  # noqa: F401
     from . import analysis, organisms  # noqa: F401
     from .analysis import head_stats  # noqa: F401
-    from .results import AttentionResult, HeadStats, load  # noqa: F401
+    from .attribution import attribute  # noqa: F401
+    from .results import AttentionResult, AttributionResult, HeadStats, load  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -67,3 +67,19 @@ def test_relevance_op_opcheck_and_errors():
         torch.ops.attnscope.attention_grad_relevance(a, g[:1])
     with pytest.raises(ValueError, match="attn must be square over query and key"):
         torch.ops.attnscope.attention_grad_relevance(a[..., :3], g[..., :3])
+
+
+def test_through_attribute_matches_chefer_reference():
+    import attnscope as ats
+    from attnscope.attribution import Class
+
+    inputs = batch("llama", "left")
+    res = ats.attribute(build("llama"), inputs, method="attention_x_gradient", target=5)
+
+    def score(outputs):
+        return outputs.logits[torch.arange(2), -1, 5]
+
+    want = chefer_reference("llama", inputs, score, "last")
+    assert res.method == "attention_x_gradient" and res.scores.shape == (2, 10)
+    assert (res.scores - want).abs().max().item() <= 1e-5
+    assert Class  # the target vocabulary is importable next to it

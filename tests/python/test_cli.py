@@ -67,3 +67,10 @@ def test_usage_errors_do_not_import_torch(model_dir):
 def test_no_command_prints_help_and_exits_2():
     out = run()
     assert out.returncode == 2 and "usage" in out.stdout
+
+
+def test_cli_method_list_matches_the_engine():
+    from attnscope.attribution.api import METHODS, PLANNED_METHODS
+    from attnscope.cli import METHODS as CLI_METHODS
+
+    assert set(CLI_METHODS) == set(METHODS) | set(PLANNED_METHODS)

@@ -38,12 +38,24 @@ def relevance_rows(relevance: Tensor, attention_mask: Tensor, position: str) -> 
 
 
 def attention_x_gradient(model: nn.Module, inputs: dict[str, Tensor], score: Callable[[object], Tensor], *,
-                         position: str) -> tuple[Tensor, Tensor]:
-    """Scores [batch, seq] and the target values [batch] for ``score(outputs) -> Tensor[batch]``."""
-    with torch.enable_grad(), capture(model, grad=True) as cap:
-        outputs = model(**inputs)
-        target = score(outputs)
-        target.sum().backward()
+                         position: str | Callable[[object], str]) -> tuple[Tensor, Tensor]:
+    """Scores [batch, seq] and the target values [batch] for ``score(outputs) -> Tensor[batch]``.
+
+    ``position`` is "last", "first", "mean", or a function of the model outputs returning one of them.
+    """
+    from ..adapters import find_word_embeddings
+
+    # The attention outputs must carry a graph even when the parameters are frozen: start it at the embeddings.
+    handle = find_word_embeddings(model).register_forward_hook(lambda _m, _i, out: out.detach().requires_grad_())
+    try:
+        with torch.enable_grad(), capture(model, grad=True) as cap:
+            outputs = model(**inputs)
+            target = score(outputs)
+            target.sum().backward()
+    finally:
+        handle.remove()
+    if callable(position):
+        position = position(outputs)
     res = cap.result
     grad = res.grad
     if grad is None:

@@ -1,7 +1,8 @@
 """Result objects returned by attnscope's public functions."""
 
 from .attention import AttentionResult
+from .attribution import AttributionResult
 from .head_stats import HeadStats
 from .persist import load
 
-__all__ = ["AttentionResult", "HeadStats", "load"]
+__all__ = ["AttentionResult", "AttributionResult", "HeadStats", "load"]

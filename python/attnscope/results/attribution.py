@@ -1,0 +1,173 @@
+"""AttributionResult: token scores of a gradient attribution, with the views a user asks for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import Tensor
+
+from .persist import persistable
+
+_WORD_START = ("Ġ", "▁", " ")  # byte-level BPE and SentencePiece mark a word start on the piece
+_CONTINUE = "##"  # WordPiece marks a continuation
+
+
+@persistable
+@dataclass
+class AttributionResult:
+    """Attributions of one call of :func:`attnscope.attribute`.
+
+    Attributes:
+        scores: ``[batch, seq]`` attribution per token (the sum over the hidden axis of ``raw``); 0 at padding.
+        raw: ``[batch, seq, hidden]`` attribution per activation of the attributed layer.
+        tokens: per example, the token strings (``tokenizer.convert_ids_to_tokens``; ids as strings without one).
+        input_ids: ``[batch, seq]``; attention_mask: ``[batch, seq]`` (0 = padding).
+        delta: ``[batch]`` completeness error ``sum(attributions) - (F(x) - F(baseline))`` for integrated
+            gradients, else None.
+        n_steps_used: ``[batch]`` gradient evaluations per example (adaptive integration: all that were spent).
+        target: the resolved target (``str(res.target)`` describes it); method: the method's name.
+        f_input / f_baseline: ``[batch]`` target values at the input and the baseline (path methods).
+    """
+
+    scores: Tensor
+    raw: Tensor
+    tokens: list[list[str]]
+    input_ids: Tensor
+    attention_mask: Tensor
+    method: str
+    target: object
+    delta: Tensor | None = None
+    n_steps_used: Tensor | None = None
+    f_input: Tensor | None = None
+    f_baseline: Tensor | None = None
+    word_ids: list[list[int | None]] | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        b, n = self.scores.shape
+        delta = "" if self.delta is None else f", max|delta|={self.delta.abs().max().item():.3g}"
+        return f"AttributionResult(method={self.method!r}, target={self.target}, batch={b}, seq={n}{delta})"
+
+    def _valid(self, i: int) -> list[int]:
+        return [j for j in range(self.scores.shape[1]) if int(self.attention_mask[i, j]) != 0]
+
+    def words(self) -> list[list[tuple[str, float]]]:
+        """Per example, ``(word, score)`` pairs: sub-word pieces merged into words (scores summed), padding left out.
+
+        Uses the tokenizer's word ids when the inputs were a fast tokenizer's BatchEncoding, else the pieces' markers
+        (``##`` continues a WordPiece word; ``Ġ``/``▁`` start a BPE/SentencePiece word).
+        """
+        out = []
+        for i in range(self.scores.shape[0]):
+            words: list[tuple[str, float, bool]] = []
+            wid = self.word_ids[i] if self.word_ids is not None and i < len(self.word_ids) else None
+            bpe = _is_bpe(self.tokens[i])
+            prev_key: object = None
+            for j in self._valid(i):
+                tok, score = self.tokens[i][j], float(self.scores[i, j])
+                special = _is_special(tok)
+                if wid is not None:
+                    key = wid[j]
+                    joined = key is not None and key == prev_key
+                    prev_key = key
+                elif bpe:
+                    joined = not special and not tok.startswith(_WORD_START) and bool(words) and not words[-1][2]
+                else:
+                    joined = tok.startswith(_CONTINUE) and bool(words)
+                piece = tok if special else (tok[2:] if tok.startswith(_CONTINUE) else tok.lstrip("".join(_WORD_START)))
+                if joined:
+                    w, s, _ = words[-1]
+                    words[-1] = (w + piece, s + score, False)
+                else:
+                    words.append((piece, score, special))
+            out.append([(w, s) for w, s, _ in words])
+        return out
+
+    def top(self, k: int = 5) -> list[list[tuple[int, str, float]]]:
+        """Per example, the ``k`` tokens with the largest ``|score|``: ``(position, token, score)``, largest first."""
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        out = []
+        for i in range(self.scores.shape[0]):
+            valid = self._valid(i)
+            order = sorted(valid, key=lambda j: -abs(float(self.scores[i, j])))[:k]
+            out.append([(j, self.tokens[i][j], float(self.scores[i, j])) for j in order])
+        return out
+
+    def to_pandas(self):
+        """Long table: one row per (example, non-padding position) with token, score, method, target (and delta)."""
+        try:
+            import pandas as pd
+        except ImportError as err:
+            raise ImportError("to_pandas() needs pandas: pip install pandas") from err
+        rows = []
+        for i in range(self.scores.shape[0]):
+            for j in self._valid(i):
+                row = {
+                    "example": i,
+                    "position": j,
+                    "token": self.tokens[i][j],
+                    "token_id": int(self.input_ids[i, j]),
+                    "score": float(self.scores[i, j]),
+                    "method": self.method,
+                    "target": str(self.target),
+                }
+                if self.delta is not None:
+                    row["delta"] = float(self.delta[i])
+                rows.append(row)
+        return pd.DataFrame(rows)
+
+
+    # --- views ----------------------------------------------------------------------------------------------
+    def view(self):
+        """Tokens coloured by score (symmetric diverging scale, legend, values on hover, word/token toggle)."""
+        from ..viz import token_view
+
+        examples = []
+        for i, words in enumerate(self.words()):
+            valid = self._valid(i)
+            examples.append({
+                "label": f"example {i} · {self.method} · target {self.target}" if self.scores.shape[0] > 1 else
+                f"{self.method} · target {self.target}",
+                "tokens": [self.tokens[i][j] for j in valid],
+                "scores": [float(self.scores[i, j]) for j in valid],
+                "words": [w for w, _ in words],
+                "word_scores": [s for _, s in words],
+            })
+        return token_view(examples, title="attnscope · attribution")
+
+    def show(self):
+        """Display :meth:`view` in a notebook (an iframe that works in JupyterLab, Notebook and VS Code)."""
+        from ..viz import show
+
+        return show(self.view())
+
+    def save_html(self, path):
+        """Write :meth:`view` as one self-contained HTML file; returns its path."""
+        return self.view().save_html(path)
+
+    def plot(self, example: int = 0):
+        """A matplotlib bar chart of one example's token scores (positive red, negative blue)."""
+        import matplotlib.pyplot as plt
+
+        valid = self._valid(example)
+        scores = [float(self.scores[example, j]) for j in valid]
+        fig, ax = plt.subplots(figsize=(max(4, 0.35 * len(valid)), 3))
+        ax.bar(range(len(valid)), scores, color=["#dc2828" if v >= 0 else "#285ae6" for v in scores])
+        ax.set_xticks(range(len(valid)), [self.tokens[example][j] for j in valid], rotation=90, fontsize=7)
+        ax.axhline(0, color="#888", linewidth=0.8)
+        ax.set_ylabel("attribution")
+        ax.set_title(f"{self.method} · target {self.target}")
+        fig.tight_layout()
+        return fig
+
+
+def _is_bpe(tokens: list[str]) -> bool:
+    """Byte-level BPE / SentencePiece pieces mark word starts; WordPiece marks continuations."""
+    return any(t.startswith(("Ġ", "▁")) for t in tokens)
+
+
+def _is_special(token: str) -> bool:
+    return len(token) > 2 and ((token[0] == "[" and token[-1] == "]") or (token[0] == "<" and token[-1] == ">"))
+
+
+__all__ = ["AttributionResult"]
