@@ -28,6 +28,8 @@ _PUBLIC = {
     "rollout": ".analysis",
     "head_stats": ".analysis",
     "attribute": ".attribution",
+    "attribute_dataset": ".attribution",
+    "DatasetAttribution": ".results",
     "AttributionResult": ".results",
     "HeadStats": ".results",
     "attention_flow": ".analysis",
@@ -43,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .analysis import attention_flow, rollout  # noqa: F401
     from . import analysis, organisms  # noqa: F401
     from .analysis import head_stats  # noqa: F401
-    from .attribution import attribute  # noqa: F401
+    from .attribution import attribute, attribute_dataset  # noqa: F401
     from .results import AttentionResult, AttributionResult, HeadStats, load  # noqa: F401
 
 

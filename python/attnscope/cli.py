@@ -156,7 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # one clear line; the traceback only under --debug
         if args.debug:
             raise
-        print(f"attnscope {args.command}: error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        first = (str(exc).strip().splitlines() or [""])[0]  # one line; --debug shows everything
+        print(f"attnscope {args.command}: error: {exc.__class__.__name__}: {first}", file=sys.stderr)
         return 1
 
 

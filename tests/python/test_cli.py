@@ -74,3 +74,51 @@ def test_cli_method_list_matches_the_engine():
     from attnscope.cli import METHODS as CLI_METHODS
 
     assert set(CLI_METHODS) == set(METHODS) | set(PLANNED_METHODS)
+
+
+def test_explain_minilm_matches_python_api(tmp_path, minilm_path):
+    import pandas as pd
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    import attnscope as ats
+    from attnscope.attribution import Similarity
+
+    text, reference = "A man is playing a guitar.", "Someone plays music."
+    out = run("explain", minilm_path, "--text", text, "--method", "saliency", "--target", f"similarity:{reference}",
+              "--out", tmp_path / "out", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "out" / "index.html").exists()
+    table = pd.read_csv(tmp_path / "out" / "attributions.csv")
+    tok = AutoTokenizer.from_pretrained(minilm_path)
+    model = AutoModel.from_pretrained(minilm_path).eval()
+    res = ats.attribute(model, tok([text], return_tensors="pt"), method="saliency", target=Similarity(reference),
+                        tokenizer=tok)
+    assert list(table["token"]) == res.tokens[0]
+    assert (torch.tensor(table["score"].values) - res.scores[0]).abs().max().item() <= 1e-5
+
+
+def test_explain_and_heads_on_the_organism(tmp_path):
+    import pandas as pd
+
+    from attnscope.organisms import path
+
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text('{"text": "t1 t5 t9 t2 t1 t5 t9"}\n{"text": "t3 t4 t3"}\n')
+    out = run("explain", path("induction"), "--texts", texts, "--method", "input_x_gradient", "--out", tmp_path / "x")
+    assert out.returncode == 0, out.stderr
+    table = pd.read_csv(tmp_path / "x" / "attributions.csv")
+    assert sorted(table["example"].unique()) == [0, 1]
+    heads = run("heads", path("induction"), "--texts", texts, "--out", tmp_path / "h", "--quiet")
+    assert heads.returncode == 0, heads.stderr
+    assert (tmp_path / "h" / "index.html").exists() and (tmp_path / "h" / "heads.csv").exists()
+
+
+def test_failure_is_one_line_and_exit_1(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text('{"model_type": "no-such-family"}')
+    out = run("explain", tmp_path / "m", "--text", "hi")
+    assert out.returncode == 1
+    assert len(out.stderr.strip().splitlines()) == 1 and "error" in out.stderr
+    debug = run("--debug", "explain", tmp_path / "m", "--text", "hi")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .api import INTEGRATIONS, METHODS, attribute
+from .dataset import attribute_dataset
 from .targets import Class, Continuation, Contrast, Custom, NextToken, Similarity, Target, TokenId
 
 __all__ = [
@@ -17,4 +18,5 @@ __all__ = [
     "Target",
     "TokenId",
     "attribute",
+    "attribute_dataset",
 ]

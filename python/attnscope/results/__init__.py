@@ -2,7 +2,8 @@
 
 from .attention import AttentionResult
 from .attribution import AttributionResult
+from .dataset import DatasetAttribution
 from .head_stats import HeadStats
 from .persist import load
 
-__all__ = ["AttentionResult", "AttributionResult", "HeadStats", "load"]
+__all__ = ["AttentionResult", "AttributionResult", "DatasetAttribution", "HeadStats", "load"]

@@ -1,0 +1,84 @@
+"""The work behind ``attnscope explain`` and ``attnscope heads`` (argument checks live in cli.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def load_model_dir(path: Path):
+    """A model of the class its config names (causal LM, classifier, or base model) and its tokenizer."""
+    from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification,
+                              AutoTokenizer)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    config = AutoConfig.from_pretrained(path)
+    names = " ".join(config.architectures or [])
+    if "CausalLM" in names or "LMHead" in names:
+        cls = AutoModelForCausalLM
+    elif "SequenceClassification" in names:
+        cls = AutoModelForSequenceClassification
+    else:
+        cls = AutoModel
+    return cls.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+
+
+def parse_target(text: str | None) -> Any:
+    """--target: an integer (class or token id), 'next', 'similarity:TEXT', or text to continue with."""
+    from .attribution import NextToken, Similarity
+
+    if text is None:
+        return None
+    if text.lstrip("-").isdigit():
+        return int(text)
+    if text == "next":
+        return NextToken()
+    if text.startswith("similarity:"):
+        return Similarity(text[len("similarity:"):])
+    return text
+
+
+def write_table(frame, out: Path, name: str) -> Path:
+    """Parquet when pyarrow is installed, else CSV."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        path = out / f"{name}.csv"
+        frame.to_csv(path, index=False)
+    else:
+        path = out / f"{name}.parquet"
+        frame.to_parquet(path, index=False)
+    return path
+
+
+def explain(args, texts: list[str]) -> int:
+    from .attribution import attribute_dataset
+    from .viz.report import write_report
+
+    model, tokenizer = load_model_dir(args.model_dir)
+    res = attribute_dataset(model, tokenizer, texts, method=args.method, target=parse_target(args.target),
+                            batch_size=args.batch_size, out=args.out, progress=not args.quiet,
+                            **({"n_steps": args.n_steps} if args.method in ("integrated_gradients", "smoothgrad",
+                                                                            "gradient_shap") else {}))
+    table = write_table(res.to_pandas(), args.out, "attributions")
+    report = write_report(args.out, [(f"{args.method} attributions", f"model {args.model_dir}, target "
+                                      f"{args.target or 'default'}, {len(texts)} texts", res.view())],
+                          title=f"attnscope explain: {args.model_dir.name}")
+    print(f"wrote {report} and {table}", file=sys.stderr)
+    return 0
+
+
+def heads(args, texts: list[str]) -> int:
+    from .analysis import head_stats
+    from .viz.report import write_report
+
+    model, tokenizer = load_model_dir(args.model_dir)
+    stats = head_stats(model, tokenizer, texts, batch_size=args.batch_size, progress=not args.quiet)
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = write_table(stats.to_pandas(), args.out, "heads")
+    report = write_report(args.out, [(name, "per layer (rows) and head (columns)", stats.view(name))
+                                     for name in stats.names], title=f"attnscope heads: {args.model_dir.name}")
+    print(f"wrote {report} and {table}", file=sys.stderr)
+    return 0
