@@ -1,14 +1,17 @@
-"""Assertions for pytest suites about what a model does. Failure messages show the measured values."""
+"""Assertions for pytest suites about what a model does. Failure messages show the measured values.
+
+Use them in any test file (``from attnscope.testing import ...``); the pytest plugin adds fixtures such as
+``attnscope_organism``.
+"""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 
 def assert_attention_matches_eager(model: Any, inputs: Any, *, atol: float = 1e-5, **capture_kwargs: Any) -> None:
     """Captured attention equals the model's own eager ``output_attentions`` on every non-padding query row."""
-    import copy
-
     import torch
 
     from .api import as_model_inputs, capture_attention
@@ -30,4 +33,106 @@ def assert_attention_matches_eager(model: Any, inputs: Any, *, atol: float = 1e-
         raise AssertionError(f"captured attention differs from eager by more than {atol:g}: {detail}")
 
 
-__all__ = ["assert_attention_matches_eager"]
+def assert_completeness(result: Any, rtol: float = 0.01) -> None:
+    """Path-method completeness: ``|delta| <= rtol * |F(x) - F(baseline)|`` for every example."""
+    if getattr(result, "delta", None) is None or result.f_input is None or result.f_baseline is None:
+        raise AssertionError(f"{result!r} has no completeness delta (only path methods such as integrated_gradients do)")
+    gap = (result.f_input - result.f_baseline).abs()
+    ratio = result.delta.abs() / gap.clamp_min(1e-12)
+    if (ratio > rtol).any():
+        detail = ", ".join(f"example {i}: |delta|={d:.3g} = {r:.2%} of |F(x)-F(x')|={g:.3g}"
+                           for i, (d, r, g) in enumerate(zip(result.delta.abs().tolist(), ratio.tolist(), gap.tolist())))
+        raise AssertionError(f"completeness above rtol={rtol:g} ({result.method}, n_steps_used="
+                             f"{None if result.n_steps_used is None else result.n_steps_used.tolist()}): {detail}")
+
+
+def _spearman(a, b) -> float:
+    import torch
+
+    ra = a.argsort().argsort().double()
+    rb = b.argsort().argsort().double()
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = (ra.norm() * rb.norm()).item()
+    return float((ra @ rb).item() / denom) if denom > 0 else 0.0
+
+
+def _layer_list(model):
+    import torch
+
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) > 0]
+    if not lists:
+        raise ValueError(f"{type(model).__name__} has no list of layers (torch.nn.ModuleList) to randomise")
+    return max(lists, key=len)
+
+
+def _randomise(block, generator) -> None:
+    import torch
+
+    with torch.no_grad():
+        for name, p in block.named_parameters():
+            if p.dim() == 1:
+                p.fill_(1.0 if "norm" in name.lower() and name.endswith("weight") else 0.0)
+            else:
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.02)
+
+
+def assert_passes_randomization_check(model: Any, inputs: Any, method: str = "saliency", *,
+                                      max_rank_correlation: float = 0.5, seed: int = 0,
+                                      **attribute_kwargs: Any) -> list[float]:
+    """Cascading model-parameter randomisation (Adebayo et al., 2018).
+
+    Randomises the transformer blocks from the top layer down, one more block each step, and attributes again.
+    Passes when the mean |Spearman ρ| between the trained and the randomised attributions (over the steps, each the
+    mean over examples) is below ``max_rank_correlation``: an attribution that ignores the weights fails. Returns ρ
+    per step.
+    """
+    import torch
+
+    from .api import as_model_inputs
+    from .attribution import attribute
+
+    kwargs = as_model_inputs(inputs)
+    mask = kwargs.get("attention_mask", torch.ones_like(kwargs["input_ids"])).bool()
+    trained = attribute(model, kwargs, method=method, **attribute_kwargs).scores
+    randomised = copy.deepcopy(model)
+    layers = _layer_list(randomised)
+    generator = torch.Generator().manual_seed(seed)
+    rhos = []
+    for step, index in enumerate(reversed(range(len(layers)))):
+        _randomise(layers[index], generator)
+        scores = attribute(randomised, kwargs, method=method, **attribute_kwargs).scores
+        per_example = [abs(_spearman(trained[b][mask[b]], scores[b][mask[b]])) for b in range(scores.shape[0])]
+        rhos.append(sum(per_example) / len(per_example))
+    mean = sum(rhos) / len(rhos)
+    if mean >= max_rank_correlation:
+        detail = ", ".join(f"top {i + 1} layer(s) randomised: |rho|={r:.3f}" for i, r in enumerate(rhos))
+        raise AssertionError(f"{method} fails the randomisation check: mean |Spearman rho| {mean:.3f} >= "
+                             f"{max_rank_correlation:g} ({detail})")
+    return rhos
+
+
+def assert_head_role(model: Any, tokenizer: Any, layer: int, head: int, role: str = "induction", *,
+                     min_score: float = 0.5, segment_len: int = 16, n_sequences: int = 32, seed: int = 0) -> float:
+    """The head's score for ``role`` (a head_stats statistic: induction, prev_token, duplicate_token, ...) on
+    generated repeated random sequences is at least ``min_score``. Returns the score."""
+    from .analysis import head_stats
+
+    stats = head_stats(model, tokenizer, None, induction=True, segment_len=segment_len, n_sequences=n_sequences,
+                       seed=seed, progress=False)
+    if role not in stats.names:
+        raise ValueError(f"unknown role {role!r}: use one of {stats.names}")
+    scores = stats.scores[role]
+    li = stats.layers.index(layer) if layer in stats.layers else None
+    if li is None or not 0 <= head < scores.shape[1]:
+        raise ValueError(f"layer {layer}, head {head} out of range: the model has layers {stats.layers} and "
+                         f"{scores.shape[1]} heads (0..{scores.shape[1] - 1})")
+    score = float(scores[li, head])
+    if not score >= min_score:
+        best_l, best_h, best = stats.top(role, 1)[0]
+        raise AssertionError(f"layer {layer} head {head} has {role} score {score:.3f} < {min_score:g}; the best "
+                             f"head is layer {best_l} head {best_h} with {best:.3f}")
+    return score
+
+
+__all__ = ["assert_attention_matches_eager", "assert_completeness", "assert_head_role",
+           "assert_passes_randomization_check"]
