@@ -58,7 +58,14 @@ def main() -> int:
             val = res.topk_values[li, 0, head, 0].tolist()
             shown = ", ".join(f"{tokens[i]} {v:.2f}" for i, v in zip(idx, val))
             print(f"  head {head:>2}: {shown}")
+    from attnscope.attribution import Similarity
     from attnscope.viz.report import write_report
+
+    # Which tokens of sentence 1 make it similar to sentence 2 (cosine of the mean-pooled embeddings)?
+    attribution = ats.attribute(model, tokenizer(SENTENCES[:1], return_tensors="pt"), method="integrated_gradients",
+                                target=Similarity(SENTENCES[1]), tokenizer=tokenizer, n_steps=32)
+    top = ", ".join(f"{tok} {score:+.3f}" for _, tok, score in attribution.top(3)[0])
+    print(f"integrated gradients of the similarity to sentence 2 (top tokens): {top}")
 
     report = write_report(
         os.environ.get("ATTNSCOPE_REPORT_DIR", "attnscope-report"),
@@ -66,6 +73,9 @@ def main() -> int:
             ("Attention: head view", "Lines from each token to the tokens it attends (layer and heads selectable).",
              full.view("head")),
             ("Attention: model view", "Every layer and head; click a cell to enlarge it.", full.view("model")),
+            ("Attribution: sentence similarity",
+             f"Integrated gradients of cos(embedding(sentence 1), embedding({SENTENCES[1]!r})) over sentence 1's tokens.",
+             attribution.view()),
         ],
         title="attnscope demo: all-MiniLM-L6-v2",
     )

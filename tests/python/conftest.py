@@ -36,4 +36,11 @@ def browser():
 
 @pytest.fixture(scope="session")
 def screenshots(tmp_path_factory):
+    """Where view tests write screenshots: $ATTNSCOPE_SCREENSHOTS (e.g. docs/images) or a temporary folder."""
+    from pathlib import Path
+
+    folder = os.environ.get("ATTNSCOPE_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return Path(folder)
     return tmp_path_factory.mktemp("screenshots")

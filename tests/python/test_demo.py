@@ -25,6 +25,7 @@ def test_demo_reports_every_layer_within_tolerance(demo_run):
     assert all(float(line.split("=")[1].strip(" )")) <= 1e-5 for line in layers)
     assert sum(line.strip().startswith("head") for line in stdout.splitlines()) == 6 * 12
     assert "[CLS]" in stdout and "all layers within 1e-5 of eager" in stdout
+    assert "integrated gradients of the similarity" in stdout
 
 
 def test_demo_report_has_the_views(demo_run, browser):
@@ -34,5 +35,5 @@ def test_demo_report_has_the_views(demo_run, browser):
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
     views = browser.find_elements("css selector", ".attnscope-view")
     kinds = [e.get_attribute("data-view") for e in views]
-    assert "head" in kinds and "model" in kinds
+    assert "head" in kinds and "model" in kinds and "tokens" in kinds
     assert all(e.get_attribute("data-rendered") == "1" for e in views)

@@ -147,3 +147,23 @@ def test_bad_view_arguments():
         res.view("head", batch=3)
     with pytest.raises(ValueError, match="tokens and scores differ in length"):
         token_view([{"tokens": ["a"], "scores": [1.0, 2.0]}])
+
+
+def test_real_attribution_and_head_stats_views(browser, tmp_path, screenshots):
+    load_page = load
+    from attnscope.organisms import load as load_organism
+
+    model, tok = load_organism("induction")
+    enc = tok(["t1 t5 t9 t2 t1 t5 t9", "t3 t4"], padding=True, return_tensors="pt")
+    res = ats.attribute(model, enc, method="input_x_gradient", tokenizer=tok)
+    path = res.save_html(tmp_path / "attribution.html")
+    assert load_page(browser, path) == []
+    n_tokens = int(enc["attention_mask"].sum())
+    assert browser.find_element("css selector", ".attnscope-view").get_attribute("data-token-count") == str(n_tokens)
+    browser.save_screenshot(str(screenshots / "attribution.png"))
+    stats = ats.head_stats(model, tok, ["t1 t2 t3 t1 t2 t3", "t4 t5 t4 t5"], progress=False)
+    path = stats.save_html(tmp_path / "heads.html", "prev_token")
+    assert load_page(browser, path) == []
+    browser.save_screenshot(str(screenshots / "head_stats.png"))
+    fig = res.plot()
+    fig.savefig(tmp_path / "bars.png")

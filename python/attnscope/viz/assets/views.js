@@ -222,16 +222,40 @@
     var nr = data.rows.length, nc = data.cols.length;
     var maxV = data.max_abs;
     var colour = data.diverging ? diverging : sequential;
-    var cell = Math.max(3, Math.min(24, Math.floor(900 / Math.max(nc, 1))));
+    var cell = Math.max(3, Math.min(48, Math.floor(900 / Math.max(nc, 1))));
+    // Labels are drawn on the canvas (fillText: text, never markup); long label lists are thinned to fit.
+    var probe = el("canvas").getContext("2d");
+    probe.font = "11px sans-serif";
+    var left = 8 + Math.min(160, Math.max.apply(null, data.rows.map(function (r) { return probe.measureText(r).width; }).concat([10])));
+    var top = 8 + Math.min(120, Math.max.apply(null, data.cols.map(function (c) { return probe.measureText(c).width; }).concat([10])) * 0.75);
+    var c = el("canvas");
+    c.width = left + nc * cell; c.height = top + nr * cell;
+    var ctx = c.getContext("2d");
+    for (var i = 0; i < nr; i++) for (var j = 0; j < nc; j++) {
+      ctx.fillStyle = colour(data.values[i * nc + j], maxV);
+      ctx.fillRect(left + j * cell, top + i * cell, cell, cell);
+    }
+    ctx.fillStyle = "#333"; ctx.font = "11px sans-serif"; ctx.textBaseline = "middle";
+    var rowStep = Math.max(1, Math.ceil(12 / cell)), colStep = Math.max(1, Math.ceil(12 / cell));
+    for (var r = 0; r < nr; r += rowStep) { ctx.textAlign = "right"; ctx.fillText(data.rows[r], left - 4, top + r * cell + cell / 2, left - 6); }
+    for (var k = 0; k < nc; k += colStep) {
+      ctx.save(); ctx.translate(left + k * cell + cell / 2, top - 4); ctx.rotate(-Math.PI / 4);
+      ctx.textAlign = "left"; ctx.fillText(data.cols[k], 0, 0, 150); ctx.restore();
+    }
+    c.addEventListener("mousemove", function (ev) {
+      var rect = c.getBoundingClientRect();
+      var jj = Math.floor((ev.clientX - rect.left - left) / cell), ii = Math.floor((ev.clientY - rect.top - top) / cell);
+      if (ii >= 0 && ii < nr && jj >= 0 && jj < nc) {
+        tip.show(data.row_title + " " + data.rows[ii] + "\n" + data.col_title + " " + data.cols[jj] + "\n" + fmt(data.values[ii * nc + jj]), ev);
+      } else tip.hide();
+    });
+    c.addEventListener("mouseleave", tip.hide);
     var box = el("div", "ats-matrix");
-    var c = heatmap(data.values, nr, nc, cell, colour, maxV);
-    hoverCells(c, cell, nr, nc, function (i, j) {
-      return data.row_title + " " + data.rows[i] + "\n" + data.col_title + " " + data.cols[j] + "\n" + fmt(data.values[i * nc + j]);
-    }, tip);
     box.appendChild(c);
     var legend = el("div", "ats-legend");
     legend.appendChild(el("span", null, (data.diverging ? "-" : "0 \u2026 ") + fmt(maxV)));
     if (data.diverging) { legend.appendChild(el("span", "ats-legend-bar")); legend.appendChild(el("span", null, "+" + fmt(maxV))); }
+    legend.appendChild(el("span", null, " rows: " + data.row_title + ", columns: " + data.col_title));
     root.appendChild(legend);
     root.appendChild(box);
   }
