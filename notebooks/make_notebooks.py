@@ -43,6 +43,48 @@ NOTEBOOKS = {
         new_code_cell('res.show("head")'),
         new_code_cell('res.show("model")'),
         new_code_cell("fig = res.plot(layer=5, head=0)"),
+        new_markdown_cell("## Rollout and attention flow\nRollout chains the head-averaged layers (with the residual); "
+                          "flow is the exact max-flow through the layered graph (Abnar & Zuidema, 2020)."),
+        new_code_cell("single = ats.capture_attention(model, tokenizer(['The cat sat on the mat.'], return_tensors='pt'), "
+                      "tokenizer=tokenizer)\nrolled = ats.rollout(single)\nflow = ats.attention_flow(single, rows=[0])\n"
+                      "for tok, r, f in zip(single.tokens[0], rolled[0, 0].tolist(), flow[0, 0].tolist()):\n"
+                      "    print(f'{tok:>8}  rollout {r:.3f}  flow {f:.3f}')"),
+    ],
+    "02_attribution.ipynb": [
+        new_markdown_cell("# Attribution\n\nWhich tokens drive a sentence-similarity score (MiniLM) and a classifier's "
+                          "logit? Gradient methods with Captum's numbers, one call each."),
+        new_code_cell(SETUP),
+        new_code_cell("from attnscope.attribution import Similarity\n"
+                      "enc = tokenizer(['A man is playing a guitar on stage.'], return_tensors='pt')\n"
+                      "res = ats.attribute(model, enc, method='integrated_gradients', n_steps=32,\n"
+                      "                    target=Similarity('Someone performs music.'), tokenizer=tokenizer)\n"
+                      "print(res, res.top(3))\n"
+                      "from attnscope.testing import assert_completeness\nassert_completeness(res, rtol=0.05)"),
+        new_code_cell("res.show()"),
+        new_code_cell("res.to_pandas().head()"),
+        new_markdown_cell("A tiny sequence classifier built from a config (random weights, so the colours mean nothing "
+                          "here; the call is what a real classifier takes):"),
+        new_code_cell("from transformers import BertConfig, BertForSequenceClassification\n"
+                      "torch.manual_seed(0)\n"
+                      "clf = BertForSequenceClassification(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, "
+                      "num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, num_labels=3)).eval()\n"
+                      "enc = tokenizer(['What a wonderful day!', 'This is terrible.'], padding=True, return_tensors='pt')\n"
+                      "for method in ['saliency', 'input_x_gradient', 'attention_x_gradient']:\n"
+                      "    print(method, ats.attribute(clf, enc, method=method, target=1, tokenizer=tokenizer).top(2))"),
+    ],
+    "03_head_stats_organism.ipynb": [
+        new_markdown_cell("# Head statistics on the induction organism\n\nA tiny Llama trained on repeated random "
+                          "segments: the next token is predictable only by induction. head_stats finds its "
+                          "previous-token head (layer 0) and its induction head (layer 1)."),
+        new_code_cell("import os\nos.environ.setdefault('HF_HUB_OFFLINE', '1')\nimport attnscope as ats\n"
+                      "model, tokenizer = ats.organisms.load('induction')\n"
+                      "stats = ats.head_stats(model, tokenizer, None, induction=True, segment_len=16, progress=False)\n"
+                      "stats.to_pandas()"),
+        new_code_cell("print(stats.top('induction', 1), stats.top('prev_token', 1))\n"
+                      "from attnscope.testing import assert_head_role\n"
+                      "assert_head_role(model, tokenizer, layer=1, head=0, role='induction', min_score=0.5)"),
+        new_code_cell("stats.show('induction')"),
+        new_code_cell("fig = stats.plot()"),
     ],
 }
 
