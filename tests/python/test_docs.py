@@ -44,3 +44,10 @@ def test_getting_started_console_blocks_are_real_commands():
                 assert out.returncode == 0, out.stderr
             else:
                 assert line.startswith("pip install") and ("torch==2.13.0" in line or "--no-build-isolation" in line)
+
+
+def test_readme_example_runs(tmp_path):
+    code = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)[0]
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert out.returncode == 0, out.stderr[-3000:]
