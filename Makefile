@@ -42,8 +42,8 @@ setup: $(VENV)/.deps
 # --- build (editable: Python from python/attnscope, the extension from build/release) -------------------
 $(VENV)/.build: $(CXX_SOURCES) $(VENV)/.deps
 	@echo "building attnscope (C++ extension + GoogleTest) in $(BUILD_DIR)"
-	@$(PIP_INSTALL) --no-build-isolation --no-deps -e .
-	@touch $@
+	@start=$$(date +%s); $(PIP_INSTALL) --no-build-isolation --no-deps -e . && touch -d "@$$start" $@
+	@# (the stamp takes the start time: a source saved during the build is newer and triggers the next one)
 
 build: $(VENV)/.build
 

@@ -122,3 +122,22 @@ def test_failure_is_one_line_and_exit_1(tmp_path):
     assert len(out.stderr.strip().splitlines()) == 1 and "error" in out.stderr
     debug = run("--debug", "explain", tmp_path / "m", "--text", "hi")
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_interrupted_texts_run_resumes(tmp_path):
+    from attnscope.organisms import path
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(f"t{i} t{i + 1} t{i + 2} t{i}" for i in range(12)) + "\n")
+    first = run("explain", path("induction"), "--texts", texts, "--batch-size", "3", "--out", tmp_path / "o", "--quiet")
+    assert first.returncode == 0, first.stderr
+    rows = (tmp_path / "o" / "rows.jsonl").read_text().splitlines()
+    (tmp_path / "o" / "rows.jsonl").write_text("\n".join(rows[:5]) + "\n" + rows[5][:10])  # cut mid-line
+    again = run("explain", path("induction"), "--texts", texts, "--batch-size", "3", "--out", tmp_path / "o")
+    assert again.returncode == 0, again.stderr
+    assert " 5/12 " in again.stderr  # the progress bar starts at the 5 finished rows
+    import json
+
+    lines = (tmp_path / "o" / "rows.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines[:5]] == [json.loads(line) for line in rows[:5]]
+    assert sorted(json.loads(line)["index"] for line in lines) == list(range(12))  # every line whole, none twice

@@ -30,7 +30,7 @@ def test_same_scores_as_one_by_one(corpus, dataset_result):
     model, tok = tiny_bert(), word_tokenizer()
     assert len(dataset_result.examples) == 200
     worst = 0.0
-    for i in range(0, 200, 7):
+    for i in range(200):
         one = ats.attribute(model, tok([corpus[i]], return_tensors="pt"), method="saliency", target=1)
         got = torch.tensor(dataset_result.examples[i]["scores"])
         worst = max(worst, (one.scores[0] - got).abs().max().item())

@@ -48,3 +48,16 @@ def test_load_errors(tmp_path):
     (tmp_path / "result.json").write_text(json.dumps({"format": "other/9"}))
     with pytest.raises(ValueError, match="has format 'other/9'"):
         ats.load(tmp_path)
+
+
+def test_attribution_and_head_stats_round_trip(tmp_path):
+    from attnscope.organisms import load as load_organism
+
+    model, tok = load_organism("induction")
+    enc = tok(["t1 t2 t3 t1 t2", "t4 t5"], padding=True, return_tensors="pt")
+    attribution = ats.attribute(model, enc, method="integrated_gradients", n_steps=8, tokenizer=tok)
+    assert_same(attribution, ats.load(attribution.save(tmp_path / "attr")))
+    stats = ats.head_stats(model, tok, ["t1 t2 t3 t1 t2 t3", "t4 t5 t4"], progress=False)
+    back = ats.load(stats.save(tmp_path / "stats"))
+    assert type(back) is type(stats) and back.layers == stats.layers and back.counts == stats.counts
+    assert all(torch.equal(back.scores[k], stats.scores[k]) for k in stats.scores)

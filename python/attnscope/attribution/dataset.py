@@ -74,6 +74,8 @@ def attribute_dataset(
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "meta.json").write_text(json.dumps(meta) + "\n")
+        # Keep only whole rows: a line cut by the interruption would otherwise swallow the next row appended.
+        (out_dir / ROWS).write_text("".join(json.dumps(done[i]) + "\n" for i in sorted(done)), encoding="utf-8")
     todo = [i for i in range(len(texts)) if i not in done]
     from tqdm.auto import tqdm
 
