@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 import torch
 
 from attnscope.attribution.attention_x_gradient import attention_x_gradient, relevance_rows
 
-from tiny_models import batch, build
+from tiny_models import batch, build, eager_attentions_with_grad
 
 
 def chefer_reference(kind, inputs, score, position):
-    model = build(kind, attn="eager")
-    module = importlib.import_module(type(model).__module__)
-    original = module.eager_attention_forward
-    kept = []
-
-    def spy(*args, **kwargs):
-        out, weights = original(*args, **kwargs)
-        weights.retain_grad()
-        kept.append(weights)
-        return out, weights
-
-    module.eager_attention_forward = spy
-    try:
-        score(model(**inputs)).sum().backward()
-    finally:
-        module.eager_attention_forward = original
+    kept = eager_attentions_with_grad(kind, inputs, score)
     n = inputs["input_ids"].shape[1]
     relevance = torch.eye(n).repeat(inputs["input_ids"].shape[0], 1, 1)
     for a in kept:

@@ -7,7 +7,7 @@ import torch
 
 import attnscope as ats
 
-from tiny_models import batch, build
+from tiny_models import batch, build, eager_attentions_with_grad
 
 DECODERS = ["gpt2", "llama", "qwen2", "mistral", "gemma2", "gpt_oss"]
 KINDS = ["bert", *DECODERS]
@@ -147,23 +147,7 @@ def test_grad_equals_eager_retain_grad():
     model = build("llama")
     res = ats.capture_attention(model, inputs, grad=True)
     res.outputs.logits[:, -1].logsumexp(-1).sum().backward()
-    eager = build("llama", attn="eager")
-    kept = []
-    from transformers.models.llama import modeling_llama as ml
-
-    original = ml.eager_attention_forward
-
-    def spy(*args, **kwargs):
-        out, weights = original(*args, **kwargs)
-        weights.retain_grad()
-        kept.append(weights)
-        return out, weights
-
-    ml.eager_attention_forward = spy
-    try:
-        eager(**inputs).logits[:, -1].logsumexp(-1).sum().backward()
-    finally:
-        ml.eager_attention_forward = original
+    kept = eager_attentions_with_grad("llama", inputs, lambda out: out.logits[:, -1].logsumexp(-1))
     want = torch.stack([w.grad for w in kept])
     assert (res.grad - want).abs().max().item() <= 1e-5
 

@@ -71,3 +71,28 @@ def batch(kind: str, padding: str | None, length: int = 10):
         mask[1, -3:] = 0
     ids = ids.masked_fill(mask == 0, 0)
     return {"input_ids": ids, "attention_mask": mask}
+
+
+def eager_attentions_with_grad(kind: str, inputs, score):
+    """The oracle for attention gradients: eager attention of ``kind`` with ``retain_grad()`` on every layer's
+    weights, after ``score(outputs).sum().backward()``. Returns the weights (their ``.grad`` filled), first layer
+    first."""
+    import importlib
+
+    model = build(kind, attn="eager")
+    module = importlib.import_module(type(model).__module__)
+    original = module.eager_attention_forward
+    kept = []
+
+    def spy(*args, **kwargs):
+        out, weights = original(*args, **kwargs)
+        weights.retain_grad()
+        kept.append(weights)
+        return out, weights
+
+    module.eager_attention_forward = spy
+    try:
+        score(model(**inputs)).sum().backward()
+    finally:
+        module.eager_attention_forward = original
+    return kept
