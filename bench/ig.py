@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="torch threads per worker, the same for both tools (default 1: on a shared 2-core machine "
                         "OpenMP barriers stall whenever another job holds a core)")
     p.add_argument("--out", default=str(HERE / "results" / "ig.json"))
-    p.add_argument("--md", default=str(HERE / "RESULTS_ig.md"))
+    p.add_argument("--md", default=str(HERE / "results" / "ig.md"))
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
