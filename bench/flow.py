@@ -209,7 +209,7 @@ def environment() -> dict:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], capture_output=True, text=True, cwd=HERE).stdout.strip()
 
-    return {"commit": git("rev-parse", "--short", "HEAD"), "dirty": bool(git("status", "--porcelain", "--", "..", ":!results", ":!RESULTS_flow.md")),
+    return {"commit": git("rev-parse", "--short", "HEAD"), "dirty": bool(git("status", "--porcelain", "--", "..", ":!results", ":!results/flow.md")),
             "python": platform.python_version(), "torch": torch.__version__, "networkx": nx.__version__,
             "numpy": np.__version__, "attnscope": attnscope.__version__, "machine": platform.machine(),
             "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
@@ -319,7 +319,7 @@ def main() -> None:
     if not args.quick:
         out_json.parent.mkdir(exist_ok=True)
         out_json.write_text(json.dumps(payload, indent=2) + "\n")
-        (HERE / "RESULTS_flow.md").write_text(md)
+        (HERE / "results" / "flow.md").write_text(md)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@
 
 Every variant runs in a fresh subprocess that imports both libraries before it measures. Peak extra memory = ru_maxrss at the end minus VmRSS right after the model
 is loaded (the high-water mark is reset there through /proc/self/clear_refs where the kernel allows it, so the
-load's own transient peak does not count). Writes bench/results/ig.json and bench/RESULTS_ig.md.
+load's own transient peak does not count). Writes bench/results/ig.json and bench/results/ig.md.
 """
 
 from __future__ import annotations
