@@ -47,7 +47,6 @@ def assert_completeness(result: Any, rtol: float = 0.01) -> None:
 
 
 def _spearman(a, b) -> float:
-    import torch
 
     ra = a.argsort().argsort().double()
     rb = b.argsort().argsort().double()
