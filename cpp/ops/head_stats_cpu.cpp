@@ -17,13 +17,6 @@ std::tuple<at::Tensor, at::Tensor> attention_head_stats_cpu(
 
 }  // namespace
 
-TORCH_LIBRARY_FRAGMENT(attnscope, m) {
-  m.def(
-      "attention_head_stats(Tensor q, Tensor k, Tensor? mask, float scale, bool is_causal, int window, "
-      "float softcap, Tensor? sinks, int query_chunk, Tensor? input_ids, Tensor? valid, int induction_period) "
-      "-> (Tensor sums, Tensor counts)");
-}
-
 TORCH_LIBRARY_IMPL(attnscope, CPU, m) { m.impl("attention_head_stats", &attention_head_stats_cpu); }
 
 }  // namespace attnscope

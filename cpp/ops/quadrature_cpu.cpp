@@ -24,12 +24,6 @@ at::Tensor refine_segments_op(const at::Tensor& bounds, const at::Tensor& errors
 
 }  // namespace
 
-TORCH_LIBRARY_FRAGMENT(attnscope, m) {
-  m.def("quadrature_rule(str method, int n) -> (Tensor, Tensor)");
-  m.def("composite_gauss_legendre(Tensor bounds, int order) -> (Tensor, Tensor)");
-  m.def("refine_segments(Tensor bounds, Tensor errors, float tolerance, int max_new) -> Tensor");
-}
-
 TORCH_LIBRARY_IMPL(attnscope, CompositeExplicitAutograd, m) {
   m.impl("quadrature_rule", &quadrature_rule_op);
 }
