@@ -9,14 +9,17 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SUITE = ["capture", "flow", "ig", "head_stats", "generation", "perturbation"]
+# Extra tables that a bench writes with other settings (e.g. `python -m bench.ig --lengths 512 ...`).
+EXTRA = {"ig": ["ig_512"]}
 
 
 def assemble() -> None:
     parts = [(HERE / "RESULTS.header.md").read_text().rstrip() + "\n"]
     for name in SUITE:
-        table = HERE / "results" / f"{name}.md"
-        if table.exists():
-            parts.append(f"## {name}\n\n{table.read_text().strip()}\n")
+        for part in [name, *EXTRA.get(name, [])]:
+            table = HERE / "results" / f"{part}.md"
+            if table.exists():
+                parts.append(f"## {part}\n\n{table.read_text().strip()}\n")
     (HERE / "RESULTS.md").write_text("\n".join(parts))
     print(f"wrote {HERE / 'RESULTS.md'}")
 
