@@ -109,6 +109,16 @@ def test_explain_and_heads_on_the_organism(tmp_path):
     assert out.returncode == 0, out.stderr
     table = pd.read_csv(tmp_path / "x" / "attributions.csv")
     assert sorted(table["example"].unique()) == [0, 1]
+    import torch
+
+    import attnscope as ats
+
+    model, tok = ats.organisms.load("induction")
+    for example, text in enumerate(["t1 t5 t9 t2 t1 t5 t9", "t3 t4 t3"]):
+        res = ats.attribute(model, tok([text], return_tensors="pt"), method="input_x_gradient", tokenizer=tok)
+        rows = table[table["example"] == example]
+        assert list(rows["token"]) == res.tokens[0]
+        assert (torch.tensor(rows["score"].values) - res.scores[0]).abs().max().item() <= 1e-5
     heads = run("heads", path("induction"), "--texts", texts, "--out", tmp_path / "h", "--quiet")
     assert heads.returncode == 0, heads.stderr
     assert (tmp_path / "h" / "index.html").exists() and (tmp_path / "h" / "heads.csv").exists()
