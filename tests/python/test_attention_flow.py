@@ -13,6 +13,8 @@ import torch
 from attnscope import ops
 from attnscope.analysis import attention_flow
 
+from attention_reference import augmented
+
 
 def random_attention(layers, batch, heads, length, *, causal=False, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -20,16 +22,6 @@ def random_attention(layers, batch, heads, length, *, causal=False, seed=0):
     if causal:
         a = a.tril()
     return a / a.sum(-1, keepdim=True)
-
-
-def augmented(attn, residual=True, head_reduce="mean"):
-    """Â per layer, [layer, batch, L, L], in plain torch (as in the paper's code)."""
-    a = attn.double()
-    a = a.mean(2) if head_reduce == "mean" else a.amax(2)
-    if residual:
-        a = a + torch.eye(a.shape[-1], dtype=a.dtype)
-        a = a / a.sum(-1, keepdim=True)
-    return a
 
 
 def networkx_graph(ahat):

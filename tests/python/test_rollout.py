@@ -10,6 +10,8 @@ import torch
 from attnscope import ops
 from attnscope.analysis import rollout
 
+from attention_reference import augmented
+
 
 def random_attention(layers, batch, heads, length, dtype=torch.float64, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -19,11 +21,7 @@ def random_attention(layers, batch, heads, length, dtype=torch.float64, seed=0):
 
 def reference(attn, residual=True, head_reduce="mean"):
     """Abnar & Zuidema's compute_joint_attention in torch: R = Â_{n-1} ... Â_0."""
-    a = attn.double()
-    a = a.mean(2) if head_reduce == "mean" else a.amax(2)
-    if residual:
-        a = a + torch.eye(a.shape[-1], dtype=a.dtype)
-        a = a / a.sum(-1, keepdim=True)
+    a = augmented(attn, residual, head_reduce)
     r = a[0]
     for layer in a[1:]:
         r = layer @ r
