@@ -504,7 +504,9 @@ def weighted_lasso(
     ``n_samples``); the stopping rule is its duality gap ``<= tol * sum_i w_i (y_i - ybar)^2``.
 
     Args:
-        X, y, w: as for :func:`weighted_least_squares`.
+        X: ``[n_samples, n_features]``, any real dtype (as for :func:`weighted_least_squares`).
+        y: ``[n_samples]`` targets.
+        w: ``[n_samples]`` finite weights ``>= 0``, at least one positive; ones when None.
         alpha: L1 penalty ``>= 0``.
         fit_intercept: fit ``b`` by weighted centring; ``b = 0`` otherwise.
         max_iter: coordinate-descent sweeps at most.
