@@ -2,7 +2,7 @@
 //
 // The direct solver works on the sqrt(w)-scaled, weighted-centred design A and target t and never forms AᵀA
 // (that would square the condition number). It reduces A [n, k] to its triangular factor R [k, k] with a blocked
-// Householder QR (backward stable, applied to t as Qᵀt), then takes the SVD of the small R with one-sided Jacobi.
+// Householder QR (backward stable, applied to t as Qᵀt), then takes the SVD of the small R (one-sided Jacobi; divide-and-conquer for many columns).
 // The singular values of R are those of A, so this is the SVD least-squares solve of LAPACK's gelsd/numpy's lstsq
 // at the price of a QR: it gives the numerical rank with a relative cut-off we control, the true condition number
 // σ_max/σ_min, and the minimum-norm solution when A is rank deficient. A column-pivoted QR or a complete
@@ -116,15 +116,25 @@ Lstsq min_norm_lstsq(MatrixXd A, VectorXd t, double ridge, double rcond, Index n
     R = std::move(A);
     qt = std::move(t);
   }
-  Eigen::JacobiSVD<MatrixXd> svd(R, Eigen::ComputeThinU | Eigen::ComputeThinV);
-  const VectorXd& s = svd.singularValues();  // descending, min(rows, k) of them
+  // One-sided Jacobi is the most accurate SVD but O(k³) with a large constant; above a few hundred columns
+  // divide-and-conquer (also backward stable, as LAPACK's gelsd) is several times faster.
+  constexpr Index kJacobiMaxCols = 128;
+  MatrixXd U, V;
+  VectorXd s;  // descending, min(rows, k) of them
+  if (k <= kJacobiMaxCols) {
+    Eigen::JacobiSVD<MatrixXd> svd(R, Eigen::ComputeThinU | Eigen::ComputeThinV);
+    U = svd.matrixU(), V = svd.matrixV(), s = svd.singularValues();
+  } else {
+    Eigen::BDCSVD<MatrixXd> svd(R, Eigen::ComputeThinU | Eigen::ComputeThinV);
+    U = svd.matrixU(), V = svd.matrixV(), s = svd.singularValues();
+  }
   const double s_max = s.size() > 0 ? s[0] : 0.0;
   const double cut = rcond >= 0 ? rcond * s_max
                                 : std::numeric_limits<double>::epsilon() * double(std::max(n_for_eps, k)) * s_max;
   int rank = 0;
   while (rank < s.size() && s[rank] > cut) ++rank;
-  const VectorXd proj = (svd.matrixU().leftCols(rank).transpose() * qt).cwiseQuotient(s.head(rank));
-  out.x = svd.matrixV().leftCols(rank) * proj;
+  const VectorXd proj = (U.leftCols(rank).transpose() * qt).cwiseQuotient(s.head(rank));
+  out.x = V.leftCols(rank) * proj;
   out.rank = rank;
   // A k-column matrix has k singular values; fewer rows than columns means zeros among them.
   const double s_min = s.size() == k ? s[k - 1] : 0.0;

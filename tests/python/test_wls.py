@@ -248,3 +248,18 @@ def test_solve_releases_the_gil():
     assert first is not None and first <= times["start"] + 0.25 * duration, (first - times["start"], duration)
     assert max_gap < 0.5 * duration, (max_gap, duration)
     assert counter > 1000
+
+
+def test_many_columns_match_lstsq_including_minimum_norm():
+    # Above 128 columns the SVD of R is divide-and-conquer instead of Jacobi: same answers.
+    rng = np.random.default_rng(9)
+    X, y, w = rng.normal(size=(600, 150)), rng.normal(size=600), rng.uniform(0.1, 2.0, 600)
+    A, t, _, _ = _centred_scaled(X, y, w)
+    sol = weighted_least_squares(X, y, w)
+    np.testing.assert_allclose(sol.coef.numpy(), np.linalg.lstsq(A, t, rcond=None)[0], rtol=1e-10, atol=1e-12)
+    assert sol.condition == pytest.approx(np.linalg.cond(A), rel=1e-9)
+    Xd = np.column_stack([X, X[:, :10]])  # 10 duplicated columns
+    Ad, _, _, _ = _centred_scaled(Xd, y, w)
+    sol = weighted_least_squares(Xd, y, w, allow_rank_deficient=True)
+    assert sol.rank == 150 and sol.rank_deficient
+    np.testing.assert_allclose(sol.coef.numpy(), np.linalg.lstsq(Ad, t, rcond=None)[0], rtol=1e-10, atol=1e-12)
