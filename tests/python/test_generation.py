@@ -219,3 +219,11 @@ def test_models_that_are_not_causal_lms_are_refused():
         ats.attribute_generation(tiny_bert(), word_tokenizer(True), PROMPT, continuation="mat")
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         ats.attribute_generation(object(), word_tokenizer(False), PROMPT)
+
+
+def test_progress_bar_shows_on_request_and_is_silenceable(capsys):
+    model, tok = tiny_llama(), word_tokenizer(False)
+    ats.attribute_generation(model, tok, PROMPT, continuation=CONTINUATION, progress=True, batch_size=2)
+    assert "attnscope generation gradients" in capsys.readouterr().err
+    ats.attribute_generation(model, tok, PROMPT, continuation=CONTINUATION, progress=False, batch_size=1)
+    assert capsys.readouterr().err == ""
