@@ -250,7 +250,7 @@ def attribute_generation(
         else:
             matrix = run.occlusion(_replacement(replacement_token, tokenizer, cfg, vocab), step_scores)
 
-    matrix = matrix.float() * run.causal_mask()
+    matrix = matrix.float() * run.causal_mask().to(matrix.device)
     return GenerationAttribution(
         matrix=matrix.detach().cpu(),
         prompt_ids=torch.tensor(prompt_ids, dtype=torch.long),
