@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from ..ops import QUADRATURE_RULES, quadrature_rule
 from ..results.generation import GenerationAttribution
+from .api import _check_int
 from .engine import available_memory, estimate_row_bytes, scoped_model
 
 GENERATION_METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "attention", "occlusion")
@@ -42,14 +43,6 @@ __all__ = ["ENGINES", "GENERATION_METHODS", "STEP_TARGETS", "attribute_generatio
 
 
 # --- arguments ---------------------------------------------------------------------------------------------------
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
 def _token_ids(tokenizer: object, text: str, *, special: bool) -> list[int]:
     if tokenizer is None:
         raise ValueError("a text prompt or continuation needs tokenizer=; or pass token ids")
