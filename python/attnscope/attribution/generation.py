@@ -319,6 +319,8 @@ class _Run:
         self._keep = "logits_to_keep" in params
         # transformers 5.24 renamed past_key_values to cache (the old name warns)
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        self.head = head if isinstance(head, nn.Module) else None
 
     def configure(self, batch_size, memory_budget, progress) -> None:
         if batch_size != "auto":
@@ -407,13 +409,29 @@ class _Run:
                 for g0, g1 in groups:
                     al = alphas[g0:g1].to(x.dtype).to(self.device)
                     acts = (al[:, None, None] * x[None, :length]).requires_grad_(True)
-                    with torch.enable_grad():
+                    w = weights[g0:g1].to(self.device)
+                    with torch.enable_grad(), _HeadSplit(self.head) as split:
                         logits = self._logits(acts, b - a)  # positions P + a - 1 .. P + b - 2
                         vals = self.target(logits, steps.expand(g1 - g0, -1), self.tokens[steps].expand(g1 - g0, -1))
-                        go = torch.zeros(b - a, g1 - g0, b - a, dtype=vals.dtype, device=self.device)
                         idx = torch.arange(b - a, device=self.device)
-                        go[idx, :, idx] = weights[g0:g1].to(vals.dtype).to(self.device)[None, :]
-                        grads = self._vmapped_grad(vals, acts, go, retain=False, strict=strict and first)
+                        if split.ok:
+                            # The head is cheap to differentiate once: every step's value depends on its own
+                            # position only, so one plain backward gives d value / d hidden for all steps; only the
+                            # body's backward is vmapped (no T-fold dense backward through the vocabulary).
+                            (g_hidden,) = torch.autograd.grad((vals * w.to(vals.dtype)[:, None]).sum(), split.leaf)
+                            pos = split.leaf.shape[1] - (b - a) + idx  # the kept positions are the head's last ones
+                            go = torch.zeros(b - a, *split.hidden.shape, dtype=split.hidden.dtype, device=self.device)
+                            go[idx, :, pos] = g_hidden[:, pos].transpose(0, 1).to(go.dtype)
+                            grads = self._vmapped_grad(split.hidden, acts, go, retain=False, strict=strict and first)
+                        else:
+                            if split.leaf is not None:  # the head ran more than once: redo without the cut
+                                split.close()
+                                logits = self._logits(acts, b - a)
+                                vals = self.target(logits, steps.expand(g1 - g0, -1),
+                                                   self.tokens[steps].expand(g1 - g0, -1))
+                            go = torch.zeros(b - a, g1 - g0, b - a, dtype=vals.dtype, device=self.device)
+                            go[idx, :, idx] = w.to(vals.dtype)[None, :]
+                            grads = self._vmapped_grad(vals, acts, go, retain=False, strict=strict and first)
                     first = False
                     out[a:b, :length] += grads.sum(1).to(out.dtype)
                     bar.update(1)
@@ -541,6 +559,47 @@ def step_chunks(P: int, T: int, rows: int, max_steps: int, model: nn.Module) -> 
     sizes = sorted({min(T, max(1, max_steps)), *[c for c in (1, 2, 4, 8, 16, 32, 64, 128, 256) if c <= max_steps]})
     best = min(sizes, key=lambda c: (cost(c), -c))
     return [(a, min(T, a + best)) for a in range(0, T, best)]
+
+
+class _HeadSplit:
+    """Cuts the graph at the input of the output embeddings (the LM head) during one forward.
+
+    A forward pre-hook records the head's input ``hidden`` (the body's graph ends there) and hands the head a
+    detached leaf copy ``leaf`` (the head's graph starts there). ``ok`` says the head ran exactly once; otherwise
+    the caller differentiates through the whole graph as usual. The hook is removed on exit, also after errors.
+    """
+
+    def __init__(self, head: nn.Module | None) -> None:
+        self.head = head
+        self.hidden: Tensor | None = None
+        self.leaf: Tensor | None = None
+        self.calls = 0
+        self._handle = None
+
+    def _pre(self, module: nn.Module, args: tuple) -> tuple | None:
+        self.calls += 1
+        if self.calls > 1 or not args or not isinstance(args[0], Tensor) or not args[0].requires_grad:
+            return None
+        self.hidden = args[0]
+        self.leaf = args[0].detach().requires_grad_(True)
+        return (self.leaf, *args[1:])
+
+    @property
+    def ok(self) -> bool:
+        return self.calls == 1 and self.leaf is not None and self.leaf.dim() == 3
+
+    def __enter__(self) -> _HeadSplit:
+        if self.head is not None:
+            self._handle = self.head.register_forward_pre_hook(self._pre)
+        return self
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class _NoBatching(Exception):
