@@ -64,6 +64,8 @@ demo: build
 	@$(PY) -m attnscope.demo
 
 bench: build
+	@# bench.generation creates bench/.env (inseq 0.7.1, bench-only, --no-deps) through bench/setup_env.sh when it is
+	@# missing; if that fails it reports inseq as unavailable, with the reason, and times Captum alone.
 	@$(PY) -m bench
 
 docs: $(VENV)/.deps

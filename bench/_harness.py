@@ -29,7 +29,7 @@ def alternate(variants: dict[str, Callable[[], object]], repeats: int = 5, warmu
             fn()
             times[name].append(time.perf_counter() - start)
     return {
-        name: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t), "runs": len(t)}
+        name: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t), "runs": len(t), "times": t}
         for name, t in times.items()
     }
 

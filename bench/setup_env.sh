@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The bench-only environment bench/.env: peers that would drag in CUDA packages or loose torch ranges (inseq 0.7.1
+# lists ten nvidia-*-cu11 wheels among its dependencies) live here, never in .venv, and `make test` needs none of it.
+#
+# bench/.env is a venv whose site-packages also see .venv's (torch 2.13.0 CPU, transformers, captum, attnscope)
+# through a .pth file; `--system-site-packages` would see the base interpreter's, not .venv's. Every pip call is
+# --no-deps under constraints.txt, so pip cannot pull torch or CUDA packages; the few pure-Python modules inseq
+# imports that .venv lacks are listed here by hand. Idempotent: a second run only checks the import.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+ENV="$ROOT/bench/.env"
+PY="$ENV/bin/python"
+
+if [ ! -x "$PY" ]; then
+    "$VENV/bin/python" -c "import sys; print(sys.base_prefix)" >/dev/null
+    base="$("$VENV/bin/python" -c 'import sys, os; print(os.path.join(sys.base_prefix, "bin", "python3"))')"
+    "$base" -m venv "$ENV"
+fi
+site="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+venv_site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+# .pth lines run `import` lines too: the editable attnscope install in .venv registers itself through one, so
+# addsitedir (which processes .venv's own .pth files) is used rather than a bare path.
+echo "import site; site.addsitedir('$venv_site')" > "$site/_attnscope_venv.pth"
+
+if "$PY" -c "import inseq" 2>/dev/null; then
+    echo "bench/.env: inseq $("$PY" -c 'import importlib.metadata as m; print(m.version("inseq"))') ready"
+    exit 0
+fi
+PIP=("$PY" -m pip install --quiet --disable-pip-version-check --no-deps -c "$ROOT/constraints.txt")
+# inseq 0.7.1 imports jaxtyping (which imports wadler_lindig), typeguard <= 2.13.3 and treescope at import time.
+"${PIP[@]}" "inseq==0.7.1" "jaxtyping" "wadler_lindig" "typeguard==2.13.3" "treescope"
+"$PY" -c "import torch, inseq; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+echo "bench/.env: inseq $("$PY" -c 'import importlib.metadata as m; print(m.version("inseq"))') ready"
