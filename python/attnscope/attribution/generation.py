@@ -463,10 +463,12 @@ class _Run:
                 al = alphas[js].to(x.dtype).to(self.device)
                 acts = (al[:, None, None] * x[None, :length]).requires_grad_(True)
                 keep = t_max - t_min + 1
-                with torch.enable_grad():
+                rows = torch.arange(len(chunk), device=self.device)
+                with torch.enable_grad(), _HeadGather(self.head, rows, steps - t_min) as gather:
                     logits = self._logits(acts, keep)  # positions P + t_min - 1 .. P + t_max - 1
-                    rows = torch.arange(len(chunk), device=self.device)
-                    vals = self.target(logits[rows, steps - t_min], steps, self.tokens[steps])
+                    # Through the head only each row's own position (when the hook could pick it).
+                    picked = logits[:, -1] if gather.ok else logits[rows, steps - t_min]
+                    vals = self.target(picked, steps, self.tokens[steps])
                     w = weights[js].to(vals.dtype).to(self.device)
                     (grads,) = torch.autograd.grad((vals * w).sum(), acts)
                 out.index_add_(0, steps, torch.nn.functional.pad(grads, (0, 0, 0, self.N - length)).to(out.dtype))
@@ -600,6 +602,40 @@ class _HeadSplit:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _HeadGather:
+    """During one forward, hands the LM head only row ``i``'s position ``index[i]`` of its input (``[rows, 1, H]``):
+    each expanded row needs the logits of one position, not of every kept one. ``ok`` says it happened (the head
+    ran once on a ``[rows, K, H]`` input); otherwise the logits are as usual."""
+
+    def __init__(self, head: nn.Module | None, rows: Tensor, index: Tensor) -> None:
+        self.head, self.rows, self.index = head, rows, index
+        self.calls = 0
+        self.gathered = False
+        self._handle = None
+
+    def _pre(self, module: nn.Module, args: tuple) -> tuple | None:
+        self.calls += 1
+        h = args[0] if args else None
+        if self.calls > 1 or not isinstance(h, Tensor) or h.dim() != 3 or h.shape[0] != self.rows.shape[0]:
+            return None
+        k = h.shape[1]
+        self.gathered = True
+        return (h[self.rows, k - 1 - (int(self.index.max()) - self.index)].unsqueeze(1), *args[1:])
+
+    @property
+    def ok(self) -> bool:
+        return self.calls == 1 and self.gathered
+
+    def __enter__(self) -> _HeadGather:
+        if self.head is not None:
+            self._handle = self.head.register_forward_pre_hook(self._pre)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.remove()
 
 
 class _NoBatching(Exception):
