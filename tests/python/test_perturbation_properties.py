@@ -115,20 +115,23 @@ def test_continuation_targets_run_full_forwards_with_the_same_values():
         attribute(model, enc, method="occlusion", target="mat", tokenizer=tok, kv_reuse=True)
 
 
-def test_draws_do_not_depend_on_batching_or_chunks():
+def test_draws_do_not_depend_on_the_other_examples_or_chunks():
     tok = word_tokenizer(True)
     model = tiny_bert()
-    texts = ["the cat sat on the mat", "a dog ran to the house"]
-    both = attribute(model, tok(texts, return_tensors="pt", padding=True), method="lime", target=0, n_samples=20,
-                     seed=5, internal_batch_size=3)
-    one = attribute(model, tok(texts[1:], return_tensors="pt"), method="lime", target=0, n_samples=20, seed=5,
-                    internal_batch_size=7)
-    n = int(one.attention_mask.sum())
-    # example 1 of the batch is example 0 alone: its generator is seeded by (seed, example index)
-    assert one.feature_scores.shape[1] == n
-    alone = attribute(model, tok(texts, return_tensors="pt", padding=True), method="lime", target=0, n_samples=20,
-                      seed=5, internal_batch_size=1)
-    assert torch.allclose(both.scores, alone.scores, atol=1e-6)
+    with torch.no_grad():  # outputs that depend on the tokens
+        model.bert.embeddings.word_embeddings.weight.mul_(20)
+    first = "the cat sat on the mat"
+    kw = dict(method="kernel_shap", target=0, n_samples=20, seed=5)
+    # example 0's draws come from (seed, 0): the same whatever else is in the batch and however it is chunked
+    a = attribute(model, tok([first, "a dog ran"], return_tensors="pt", padding=True), internal_batch_size=3, **kw)
+    b = attribute(model, tok([first, "a big red dog ran to the house"], return_tensors="pt", padding=True),
+                  internal_batch_size=8, **kw)
+    n = int(a.attention_mask[0].sum())
+    scale = float(a.scores[0].abs().max())
+    assert scale > 0 and float((a.scores[0, :n] - b.scores[0, :n]).abs().max()) <= 1e-5 * scale
+    # and the same call with another seed draws other coalitions
+    c = attribute(model, tok([first], return_tensors="pt"), **{**kw, "seed": 6})
+    assert float((a.scores[0, :n] - c.scores[0, :n]).abs().max()) > 1e-3 * scale
 
 
 def test_words_features_group_word_pieces():

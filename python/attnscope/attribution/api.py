@@ -115,10 +115,13 @@ def attribute(
             at positions that are never perturbed.
         n_samples: coalitions (lime, kernel_shap; default 25; kernel_shap mode="exact": None = all 2**n - 2) or
             permutations (shapley_sampling; default 25).
-        window, stride: occlusion window and step, in features (default 1 and 1).
+        window: occlusion window, in features (default 1).
+        stride: occlusion step, in features (default 1; at most ``window``).
         distance: lime: ``cosine`` (default) or ``euclidean`` between the word embeddings of the input and the
-            perturbed input. kernel_width: lime kernel width (default 1.0): weight ``exp(-d^2 / (2 width^2))``.
-        surrogate: lime: ``ridge`` (default), ``lasso`` or ``linear``; alpha: its penalty (ridge 1.0, lasso 0.01).
+            perturbed input.
+        kernel_width: lime kernel width (default 1.0): weight ``exp(-d^2 / (2 width^2))``.
+        surrogate: lime: ``ridge`` (default), ``lasso`` or ``linear``.
+        alpha: lime: the surrogate's penalty (default ridge 1.0, lasso 0.01).
         mode: kernel_shap: ``sampled`` (default, Captum's scheme) or ``exact`` (constrained Shapley-kernel fit).
         antithetic: shapley_sampling: also use each permutation reversed (default False).
         kv_reuse: causal LMs: reuse the KV cache of the unchanged prefix (None = when possible, True = required).

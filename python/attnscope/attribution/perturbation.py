@@ -51,7 +51,8 @@ __all__ = [
 
 
 def example_generator(seed: int, example: int) -> torch.Generator:
-    """The random stream of one example: its coalitions do not depend on the batch it is in or on chunking."""
+    """The random stream of example ``example`` (its index in the batch): its coalitions do not depend on the other
+    examples or on chunking."""
     return per_point_generator(seed, example, 0)
 
 

@@ -15,7 +15,11 @@ from .inputs import prepare_inputs
 from .perturbation import PerturbationEngine, resolve_features, resolve_replacement
 from .targets import resolve_target
 
-__all__ = ["attribute_perturbation"]
+# "auto" chunks stop growing at this many tokens per forward. Forward-only rows could take larger chunks, but on
+# CPU (MiniLM, one thread) 64-row chunks of 24 tokens ran ~15 % slower per row than 16- to 21-row chunks.
+PERTURBATION_MAX_TOKENS = 512
+
+__all__ = ["PERTURBATION_MAX_TOKENS", "attribute_perturbation"]
 
 
 def _int(name: str, value: object, minimum: int) -> int:
@@ -124,7 +128,8 @@ def attribute_perturbation(
         n_max = max(engine.n_features)
         points = {"occlusion": n_max, "kernel_shap": n_samples or 2**min(n_max, 16),
                   "shapley_sampling": (n_samples or 1) * (n_max + 1)}.get(method, n_samples or 1)
-        engine.chunk = choose_chunk(internal_batch_size, memory_budget, model, prepared.seq, engine.vocab, points)
+        engine.chunk = choose_chunk(internal_batch_size, memory_budget, model, prepared.seq, engine.vocab, points,
+                                    max_tokens=PERTURBATION_MAX_TOKENS, balanced=True)
         if method == "occlusion":
             out = PM.occlusion(engine, window, stride)
         elif method == "lime":
