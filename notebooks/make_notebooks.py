@@ -86,6 +86,35 @@ NOTEBOOKS = {
         new_code_cell("stats.show('induction')"),
         new_code_cell("fig = stats.plot()"),
     ],
+    "04_generation_organism.ipynb": [
+        new_markdown_cell("# Generation attribution on the induction organism\n\nWhich earlier tokens produced each "
+                          "generated token? The organism continues a repeated segment by induction, so each generated "
+                          "token should be explained by its own earlier occurrence. One teacher-forced pass serves all "
+                          "generated tokens (no generate + backward per token)."),
+        new_code_cell("import os\nos.environ.setdefault('HF_HUB_OFFLINE', '1')\nimport attnscope as ats\n"
+                      "model, tokenizer = ats.organisms.load('induction')\n"
+                      "prompt = 't1 t5 t9 t2 t7 t1 t5'   # a segment, then the start of its copy\n"
+                      "res = ats.attribute_generation(model, tokenizer, prompt, max_new_tokens=4, method='input_x_gradient')\n"
+                      "print(res, res.generated_tokens, res.step_scores)"),
+        new_markdown_cell("Rows are generated tokens, columns the prompt and the tokens generated before them; zero "
+                          "right of the diagonal. Hover a cell for both tokens and the value."),
+        new_code_cell("res.show()"),
+        new_code_cell("# Each generated token's strongest source is its earlier occurrence in the segment.\n"
+                      "sources = res.tokens\n"
+                      "for t, tok in enumerate(res.generated_tokens):\n"
+                      "    best = int(res.matrix[t].abs().argmax())\n"
+                      "    print(f'{tok:>4} <- {sources[best]} (position {best})')\n"
+                      "    assert sources[best] == tok and best < res.prompt_len"),
+        new_markdown_cell("Other methods and targets: integrated gradients on the log-probability, occlusion (reusing "
+                          "the key/value cache of the unchanged prefix), the captured attention."),
+        new_code_cell("ig = ats.attribute_generation(model, tokenizer, prompt, continuation=res.generated_ids.tolist(),\n"
+                      "                              method='integrated_gradients', target='logprob', n_steps=16)\n"
+                      "occ = ats.attribute_generation(model, tokenizer, prompt, continuation=res.generated_ids.tolist(), method='occlusion')\n"
+                      "att = ats.attribute_generation(model, tokenizer, prompt, continuation=res.generated_ids.tolist(), method='attention')\n"
+                      "print(ig.engine, occ.engine, att.engine)\n"
+                      "ig.to_pandas().sort_values('score', ascending=False).head()"),
+        new_code_cell("fig = occ.plot()"),
+    ],
 }
 
 

@@ -29,6 +29,8 @@ _PUBLIC = {
     "head_stats": ".analysis",
     "attribute": ".attribution",
     "attribute_dataset": ".attribution",
+    "attribute_generation": ".attribution",
+    "GenerationAttribution": ".results",
     "DatasetAttribution": ".results",
     "AttributionResult": ".results",
     "HeadStats": ".results",
@@ -45,8 +47,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .analysis import attention_flow, rollout  # noqa: F401
     from . import analysis, organisms  # noqa: F401
     from .analysis import head_stats  # noqa: F401
-    from .attribution import attribute, attribute_dataset  # noqa: F401
-    from .results import AttentionResult, AttributionResult, HeadStats, load  # noqa: F401
+    from .attribution import attribute, attribute_dataset, attribute_generation  # noqa: F401
+    from .results import AttentionResult, AttributionResult, GenerationAttribution, HeadStats, load  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -54,7 +54,13 @@ def capture_attention(
         model: a Hugging Face model (any architecture whose attention goes through AttentionInterface; others
             fall back to eager ``output_attentions`` with a warning).
         inputs: a tokenizer's output or an ``input_ids`` tensor ``[batch, seq]``.
-        layers, heads, reduce, topk, entropy, tokenizer, query_chunk: see :class:`attnscope.capture`.
+        layers: see :class:`attnscope.capture`.
+        heads: see :class:`attnscope.capture`.
+        reduce: see :class:`attnscope.capture`.
+        topk: see :class:`attnscope.capture`.
+        entropy: see :class:`attnscope.capture`.
+        tokenizer: see :class:`attnscope.capture`.
+        query_chunk: see :class:`attnscope.capture`.
         grad: keep the forward's graph; after ``res.outputs.<something>.backward()``, ``res.grad`` holds dF/dP.
 
     Returns:

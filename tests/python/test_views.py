@@ -167,3 +167,28 @@ def test_real_attribution_and_head_stats_views(browser, tmp_path, screenshots):
     browser.save_screenshot(str(screenshots / "head_stats.png"))
     fig = res.plot()
     fig.savefig(tmp_path / "bars.png")
+
+
+def test_real_generation_view(browser, tmp_path, screenshots):
+    """GenerationAttribution: the generated × source heatmap loads cleanly, counts its source tokens, and hovering
+    a cell names both tokens and the value."""
+    from attnscope.organisms import load as load_organism
+
+    model, tok = load_organism("induction")
+    res = ats.attribute_generation(model, tok, "t1 t5 t9 t2 t7 t1 t5", max_new_tokens=4, method="input_x_gradient")
+    path = res.save_html(tmp_path / "generation.html")
+    assert load(browser, path) == []
+    root = browser.find_element("css selector", ".attnscope-view")
+    n_sources = res.prompt_len + len(res.generated_tokens)
+    assert root.get_attribute("data-token-count") == str(n_sources)
+    tip = browser.execute_script("""
+        var c = document.querySelector('.ats-matrix canvas'), r = c.getBoundingClientRect();
+        c.dispatchEvent(new MouseEvent('mousemove', {clientX: r.right - 2, clientY: r.bottom - 2, bubbles: true}));
+        return document.querySelector('.ats-tip').textContent;""")
+    last_row = f"{len(res.generated_tokens) - 1}: {res.generated_tokens[-1]}"
+    last_col = f"{n_sources - 1}: {res.tokens[-1]}"
+    assert last_row in tip and last_col in tip, tip
+    assert tip.splitlines()[-1] == "0.000"  # right of the diagonal: the last token predicts nothing here
+    browser.save_screenshot(str(screenshots / "generation.png"))
+    fig = res.plot()
+    fig.savefig(tmp_path / "generation.png")

@@ -31,7 +31,8 @@ def attention_flow(
             ``query == key``.
         rows: only these output positions (negative counts from the end); all when None. Each row costs
             ``key`` max-flow problems on a graph of about ``layers · L²`` arcs.
-        residual, head_reduce: as for :func:`rollout`.
+        residual: add the identity (the residual stream) and renormalise rows, as for :func:`rollout`.
+        head_reduce: ``"mean"`` or ``"max"`` over heads, as for :func:`rollout`.
         normalize: divide each output row by its sum, as the paper's code does (a row summing to 0 stays 0).
 
     Returns:

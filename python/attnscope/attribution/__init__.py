@@ -1,12 +1,14 @@
-"""Gradient attribution: the engine, targets, baselines, methods, and ``attribute``."""
+"""Attribution: the engines, targets, baselines, methods, ``attribute`` and ``attribute_generation``."""
 
 from __future__ import annotations
 
 from .api import INTEGRATIONS, METHODS, attribute
 from .dataset import attribute_dataset
+from .generation import GENERATION_METHODS, attribute_generation
 from .targets import Class, Continuation, Contrast, Custom, NextToken, Similarity, Target, TokenId
 
 __all__ = [
+    "GENERATION_METHODS",
     "INTEGRATIONS",
     "METHODS",
     "Class",
@@ -19,4 +21,5 @@ __all__ = [
     "TokenId",
     "attribute",
     "attribute_dataset",
+    "attribute_generation",
 ]

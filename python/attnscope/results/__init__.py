@@ -3,7 +3,8 @@
 from .attention import AttentionResult
 from .attribution import AttributionResult
 from .dataset import DatasetAttribution
+from .generation import GenerationAttribution
 from .head_stats import HeadStats
 from .persist import load
 
-__all__ = ["AttentionResult", "AttributionResult", "DatasetAttribution", "HeadStats", "load"]
+__all__ = ["AttentionResult", "AttributionResult", "DatasetAttribution", "GenerationAttribution", "HeadStats", "load"]
