@@ -73,15 +73,7 @@ def worker(spec: dict) -> dict:
     from attnscope.attribution.perturbation import example_generator
 
     torch.set_num_threads(spec.get("threads", 1))
-    import attnscope.ops as ops
-
-    solver = "C++ (attnscope.ops)"
-    if not hasattr(ops, "weighted_least_squares"):  # the C++ solver (branch solver) is not merged yet
-        sys.path.insert(0, str(HERE.parent / "tests" / "python"))
-        import wls_shim
-
-        wls_shim.install()
-        solver = "numpy test shim (tests/python/wls_shim.py): the C++ solver is not merged yet"
+    solver = "C++ (attnscope.ops.weighted_least_squares)"
     method = spec["method"]
     if spec["part"] == "encoder":
         model, tok, enc, ref = _encoder(spec["L"])

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-import wls_shim  # TEST-ONLY stand-in until the C++ solver (branch solver) is merged
 from attribution_models import tiny_bert, tiny_llama, word_tokenizer
 
 captum_attr = pytest.importorskip("captum.attr")
 
-wls_shim.install()
 
 from attnscope.attribution import attribute  # noqa: E402
 from attnscope.attribution import perturbation_methods as PM  # noqa: E402

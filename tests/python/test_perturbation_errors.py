@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-import wls_shim  # TEST-ONLY stand-in until the C++ solver (branch solver) is merged
 from attribution_models import tiny_bert, word_tokenizer
 
-wls_shim.install()
 
 from attnscope.attribution import attribute
 

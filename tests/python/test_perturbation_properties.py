@@ -8,10 +8,8 @@ import math
 
 import pytest
 import torch
-import wls_shim  # TEST-ONLY stand-in until the C++ solver (branch solver) is merged
 from attribution_models import tiny_bert, tiny_gpt2, tiny_llama, word_tokenizer
 
-wls_shim.install()
 
 from attnscope.attribution import attribute
 
