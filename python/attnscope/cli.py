@@ -16,6 +16,7 @@ from typing import Sequence
 # engine checks its own list against this one in the tests.
 METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "gradient_shap",
            "attention_x_gradient", "occlusion", "lime", "kernel_shap", "shapley_sampling")
+SAMPLED_METHODS = ("lime", "kernel_shap", "shapley_sampling")
 TEXT_SUFFIXES = (".jsonl", ".txt", ".csv")
 
 
@@ -50,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--out", type=Path, default=Path("attnscope-out"), help="output folder (default: attnscope-out)")
     explain.add_argument("--batch-size", type=int, default=8)
     explain.add_argument("--n-steps", type=int, default=32, help="steps of path methods (default: 32)")
+    explain.add_argument("--n-samples", type=int, default=None,
+                         help="coalitions (lime, kernel_shap) or permutations (shapley_sampling); default 25")
     explain.add_argument("--quiet", action="store_true", help="no progress bar")
 
     heads = sub.add_parser("heads", parents=[common], help="per-head statistics (previous-token, induction, entropy, ...) over texts")
@@ -117,6 +120,11 @@ def validate(args: argparse.Namespace) -> list[str] | None:
             raise UsageError(f"unknown method {args.method!r}; use one of: {', '.join(METHODS)}")
         if args.n_steps < 1:
             raise UsageError(f"--n-steps must be >= 1, got {args.n_steps}")
+        if args.n_samples is not None:
+            if args.method not in SAMPLED_METHODS:
+                raise UsageError(f"--n-samples applies to {', '.join(SAMPLED_METHODS)}, not --method {args.method}")
+            if args.n_samples < 1:
+                raise UsageError(f"--n-samples must be >= 1, got {args.n_samples}")
         if args.text is not None:
             if not args.text.strip():
                 raise UsageError("--text is empty")

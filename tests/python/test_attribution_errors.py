@@ -87,7 +87,7 @@ def test_baselines_for_a_method_without_baselines(bert):
         attribute(model, enc, method="saliency", target=0, baselines="pad")
 
 
-def test_perturbation_methods_are_not_available_yet(bert):
+def test_gradient_arguments_are_refused_by_perturbation_methods(bert):
     model, _, enc = bert
-    with pytest.raises(ValueError, match="method='occlusion' is not available yet"):
-        attribute(model, enc, method="occlusion")
+    with pytest.raises(ValueError, match="method='occlusion' takes no n_steps="):
+        attribute(model, enc, method="occlusion", n_steps=8)

@@ -14,14 +14,32 @@ from .engine import GradientEngine, choose_chunk, scoped_model
 from .inputs import prepare_inputs
 from .targets import resolve_target
 
-METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "gradient_shap",
-           "attention_x_gradient")
-# Known but not available yet: they need engines that are not ready.
-PLANNED_METHODS = ("occlusion", "lime", "kernel_shap", "shapley_sampling")
+GRADIENT_METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "gradient_shap",
+                    "attention_x_gradient")
+PERTURBATION_METHODS = ("occlusion", "lime", "kernel_shap", "shapley_sampling")
+METHODS = (*GRADIENT_METHODS, *PERTURBATION_METHODS)
+# Known but not available yet (none at present).
+PLANNED_METHODS: tuple[str, ...] = ()
 INTEGRATIONS = (*QUADRATURE_RULES, "adaptive")
-_USES_BASELINES = ("integrated_gradients", "gradient_shap")
+_USES_BASELINES = ("integrated_gradients", "gradient_shap", *PERTURBATION_METHODS)
+# The perturbation arguments and the methods that take them (None everywhere else).
+_PERTURBATION_ARGS = {
+    "features": PERTURBATION_METHODS,
+    "feature_groups": PERTURBATION_METHODS,
+    "kv_reuse": PERTURBATION_METHODS,
+    "progress": PERTURBATION_METHODS,
+    "n_samples": ("lime", "kernel_shap", "shapley_sampling"),
+    "window": ("occlusion",),
+    "stride": ("occlusion",),
+    "distance": ("lime",),
+    "kernel_width": ("lime",),
+    "surrogate": ("lime",),
+    "alpha": ("lime",),
+    "mode": ("kernel_shap",),
+    "antithetic": ("shapley_sampling",),
+}
 
-__all__ = ["INTEGRATIONS", "METHODS", "attribute"]
+__all__ = ["GRADIENT_METHODS", "INTEGRATIONS", "METHODS", "PERTURBATION_METHODS", "attribute"]
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -39,51 +57,106 @@ def attribute(
     method: str,
     target: object = None,
     baselines: object = None,
-    n_steps: int = 32,
-    integration: str = "gausslegendre",
+    n_steps: int | None = None,
+    integration: str | None = None,
     internal_batch_size: int | str = "auto",
     memory_budget: int | None = None,
     layer: nn.Module | str | None = None,
     tokenizer: object = None,
     seed: int | None = None,
     stdevs: float | None = None,
-    nt_type: str = "smoothgrad",
-    completeness_tol: float = 0.01,
+    nt_type: str | None = None,
+    completeness_tol: float | None = None,
+    features: str | None = None,
+    feature_groups: object = None,
+    n_samples: int | None = None,
+    window: int | None = None,
+    stride: int | None = None,
+    distance: str | None = None,
+    kernel_width: float | None = None,
+    surrogate: str | None = None,
+    alpha: float | None = None,
+    mode: str | None = None,
+    antithetic: bool | None = None,
+    kv_reuse: bool | None = None,
+    progress: bool | None = None,
 ) -> AttributionResult:
-    """Attribute a scalar of ``model``'s output to its input tokens with gradients.
+    """Attribute a scalar of ``model``'s output to its input tokens with gradients or perturbations.
 
     Args:
         model: a Hugging Face model (or any module called as ``model(input_ids=..., attention_mask=...)``).
         inputs: a tokenizer's BatchEncoding / dict with ``input_ids`` ``[batch, seq]`` (+ ``attention_mask``,
             ``token_type_ids``), or an ``input_ids`` tensor.
-        method: ``saliency`` (``|grad|``), ``input_x_gradient``, ``integrated_gradients``, ``smoothgrad``,
-            ``gradient_shap``.
+        method: gradients: ``saliency`` (``|grad|``), ``input_x_gradient``, ``integrated_gradients``,
+            ``smoothgrad``, ``gradient_shap``, ``attention_x_gradient``; perturbations: ``occlusion``, ``lime``,
+            ``kernel_shap``, ``shapley_sampling`` (see :mod:`attnscope.attribution.perturbation`).
         target: what to explain (see :mod:`attnscope.attribution.targets`): None (next token for LMs, predicted
             class for classifiers), an int, a string (continuation), a target object, a callable, or a list.
-        baselines: see :mod:`attnscope.attribution.baselines`; default the zero embedding.
+        baselines: gradient methods: see :mod:`attnscope.attribution.baselines`; default the zero embedding.
+            Perturbation methods: the replacement token of absent features, an int id or a token string (with
+            ``tokenizer``); default the pad token, else unk, else mask, else id 0 (``res.replacement_token``).
         n_steps: integration points (integrated_gradients; the maximum per example for ``adaptive``) or noisy
-            samples (smoothgrad, gradient_shap).
-        integration: riemann_left, riemann_right, riemann_middle, riemann_trapezoid, gausslegendre or adaptive.
+            samples (smoothgrad, gradient_shap); default 32.
+        integration: riemann_left, riemann_right, riemann_middle, riemann_trapezoid, gausslegendre (default) or
+            adaptive.
         internal_batch_size: rows per forward/backward, or "auto" (from ``memory_budget``).
         memory_budget: bytes the points of one chunk may use; default a quarter of the available memory.
         layer: attribute to this module's output (a module or dotted name) instead of the word embeddings.
         tokenizer: for token strings, string targets and baselines, and ``res.tokens``.
-        seed: seeds the noise and draws of smoothgrad and gradient_shap (per point, independent of chunking).
+        seed: seeds the random draws (smoothgrad, gradient_shap: per point; perturbation methods: per example),
+            independent of batching and chunking.
         stdevs: absolute noise standard deviation (smoothgrad default 0.1, gradient_shap default 0.0).
-        nt_type: smoothgrad, smoothgrad_sq or vargrad (method="smoothgrad").
-        completeness_tol: integration="adaptive" refines until ``|delta| <= completeness_tol * |F(x) - F(x')|``.
+        nt_type: smoothgrad (default), smoothgrad_sq or vargrad (method="smoothgrad").
+        completeness_tol: integration="adaptive" refines until ``|delta| <= completeness_tol * |F(x) - F(x')|``
+            (default 0.01).
+        features: perturbation methods: ``"tokens"`` (default: every non-padding token) or ``"words"``.
+        feature_groups: perturbation methods: per example a list of lists of token positions (together they must
+            cover every non-padding token, without overlap), or a ``[batch, seq]`` int tensor of group ids with -1
+            at positions that are never perturbed.
+        n_samples: coalitions (lime, kernel_shap; default 25; kernel_shap mode="exact": None = all 2**n - 2) or
+            permutations (shapley_sampling; default 25).
+        window: occlusion window, in features (default 1).
+        stride: occlusion step, in features (default 1; at most ``window``).
+        distance: lime: ``cosine`` (default) or ``euclidean`` between the word embeddings of the input and the
+            perturbed input.
+        kernel_width: lime kernel width (default 1.0): weight ``exp(-d^2 / (2 width^2))``.
+        surrogate: lime: ``ridge`` (default), ``lasso`` or ``linear``.
+        alpha: lime: the surrogate's penalty (default ridge 1.0, lasso 0.01).
+        mode: kernel_shap: ``sampled`` (default, Captum's scheme) or ``exact`` (constrained Shapley-kernel fit).
+        antithetic: shapley_sampling: also use each permutation reversed (default False).
+        kv_reuse: causal LMs: reuse the KV cache of the unchanged prefix (None = when possible, True = required).
+        progress: a progress bar over forwards (None = only when more than 50 forwards).
 
     Returns:
-        :class:`~attnscope.results.AttributionResult` with ``scores [batch, seq]``, ``raw [batch, seq, hidden]``,
-        ``delta [batch]`` (integrated gradients), ``tokens``, ``n_steps_used``.
+        :class:`~attnscope.results.AttributionResult` with ``scores [batch, seq]``, ``raw [batch, seq, hidden]``
+        (``[batch, seq, 1]`` for perturbation methods), ``delta [batch]`` (integrated gradients), ``tokens``,
+        ``n_steps_used``; perturbation methods add ``feature_scores``, ``feature_mask``, ``intercept``,
+        ``local_r2``, ``n_forwards`` and ``replacement_token``.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module (a Hugging Face model), got {type(model).__name__}")
     if method in PLANNED_METHODS:
-        raise ValueError(f"method={method!r} is not available yet (the perturbation engine is not written); use one of {', '.join(METHODS)}")
+        raise ValueError(f"method={method!r} is not available yet; use one of {', '.join(METHODS)}")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
-    n_steps = _check_int("n_steps", n_steps, 1)
+    given = {"features": features, "feature_groups": feature_groups, "n_samples": n_samples, "window": window,
+             "stride": stride, "distance": distance, "kernel_width": kernel_width, "surrogate": surrogate,
+             "alpha": alpha, "mode": mode, "antithetic": antithetic, "kv_reuse": kv_reuse, "progress": progress}
+    for name, value in given.items():
+        if value is not None and method not in _PERTURBATION_ARGS[name]:
+            raise ValueError(f"method={method!r} takes no {name}= (only {', '.join(_PERTURBATION_ARGS[name])} do); drop {name}=")
+    if method in PERTURBATION_METHODS:
+        gradient_only = {"n_steps": n_steps, "integration": integration, "stdevs": stdevs, "nt_type": nt_type,
+                         "completeness_tol": completeness_tol, "layer": layer}
+        for name, value in gradient_only.items():
+            if value is not None:
+                raise ValueError(f"method={method!r} takes no {name}= (a gradient-method argument); drop {name}=")
+        return _perturbation(model, inputs, method, target=target, baselines=baselines, tokenizer=tokenizer,
+                             seed=seed, internal_batch_size=internal_batch_size, memory_budget=memory_budget, **given)
+    n_steps = _check_int("n_steps", 32 if n_steps is None else n_steps, 1)
+    integration = "gausslegendre" if integration is None else integration
+    nt_type = "smoothgrad" if nt_type is None else nt_type
+    completeness_tol = 0.01 if completeness_tol is None else completeness_tol
     if method == "integrated_gradients":
         if integration not in INTEGRATIONS:
             raise ValueError(f"unknown integration {integration!r}; use one of {', '.join(INTEGRATIONS)}")
@@ -155,6 +228,14 @@ def attribute(
                     out = M.integrated_gradients(engine, x, base, n_steps, integration, f_input)
 
     return _result(out.raw, prepared, original, tokenizer, method, tgt, out)
+
+
+def _perturbation(model, inputs, method, *, target, baselines, tokenizer, seed, internal_batch_size, memory_budget,
+                  **kw) -> AttributionResult:
+    from .perturbation_api import attribute_perturbation
+
+    return attribute_perturbation(model, inputs, method, target=target, baselines=baselines, tokenizer=tokenizer,
+                                  seed=seed, internal_batch_size=internal_batch_size, memory_budget=memory_budget, **kw)
 
 
 def _attention_x_gradient(model, prepared, original, tgt, tokenizer) -> AttributionResult:

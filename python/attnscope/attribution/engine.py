@@ -81,14 +81,21 @@ def choose_chunk(
     seq: int,
     logits_per_token: int,
     n_points: int,
+    max_tokens: int = AUTO_MAX_TOKENS,
+    balanced: bool = False,
 ) -> int:
-    """Rows per forward: the user's int, or under "auto" what fits the memory budget (capped for throughput)."""
+    """Rows per forward: the user's int, or under "auto" what fits the memory budget (capped at ``max_tokens``
+    tokens per forward); ``balanced`` splits the points evenly, so that the last chunk is not a small remainder."""
     if internal_batch_size != "auto":
         return max(1, min(int(internal_batch_size), max(1, n_points)))
     budget = memory_budget if memory_budget is not None else int(DEFAULT_BUDGET_FRACTION * available_memory())
     by_memory = budget // max(1, estimate_row_bytes(model, seq, logits_per_token))
-    by_tokens = max(1, AUTO_MAX_TOKENS // max(1, seq))
-    return int(max(1, min(by_memory, by_tokens, max(1, n_points))))
+    by_tokens = max(1, max_tokens // max(1, seq))
+    cap = int(max(1, min(by_memory, by_tokens, max(1, n_points))))
+    if not balanced:
+        return cap
+    n_chunks = -(-max(1, n_points) // cap)
+    return -(-max(1, n_points) // n_chunks)
 
 
 class GradientEngine:

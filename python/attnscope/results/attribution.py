@@ -1,4 +1,4 @@
-"""AttributionResult: token scores of a gradient attribution, with the views a user asks for."""
+"""AttributionResult: token scores of a gradient or perturbation attribution, with the views a user asks for."""
 
 from __future__ import annotations
 
@@ -26,7 +26,18 @@ class AttributionResult:
             gradients, else None.
         n_steps_used: ``[batch]`` gradient evaluations per example (adaptive integration: all that were spent).
         target: the resolved target (``str(res.target)`` describes it); method: the method's name.
-        f_input / f_baseline: ``[batch]`` target values at the input and the baseline (path methods).
+        f_input / f_baseline: ``[batch]`` target values at the input and the baseline (path methods; perturbation
+            methods: f_baseline is the target with every feature absent, where the method evaluates it).
+
+    Perturbation methods (occlusion, lime, kernel_shap, shapley_sampling) also fill:
+        feature_scores: ``[batch, n_features]`` float64 score per feature (LIME / KernelSHAP: the surrogate's
+            coefficients); NaN past an example's last feature. ``scores`` gives each token its feature's score.
+        feature_mask: ``[batch, seq]`` long, the feature of each token (-1: padding or never perturbed).
+        intercept, local_r2: ``[batch]`` the surrogate's intercept and weighted R² (lime, kernel_shap).
+        n_forwards: ``[batch]`` model rows actually run per example (distinct coalitions, plus the input);
+            ``n_steps_used`` counts the coalitions the estimate used.
+        replacement_token: the token id that replaced absent features; kv_reuse: whether the causal LM's prefix
+            cache was reused.
     """
 
     scores: Tensor
@@ -41,6 +52,13 @@ class AttributionResult:
     f_input: Tensor | None = None
     f_baseline: Tensor | None = None
     word_ids: list[list[int | None]] | None = field(default=None, repr=False)
+    feature_scores: Tensor | None = None
+    feature_mask: Tensor | None = None
+    intercept: Tensor | None = None
+    local_r2: Tensor | None = None
+    n_forwards: Tensor | None = None
+    replacement_token: int | None = None
+    kv_reuse: bool | None = None
 
     def __repr__(self) -> str:
         b, n = self.scores.shape
