@@ -10,6 +10,7 @@ from ..ops import QUADRATURE_RULES
 from ..results.attribution import AttributionResult
 from . import methods as M
 from .baselines import resolve_baselines
+from .checks import check_int
 from .engine import GradientEngine, choose_chunk, scoped_model
 from .inputs import prepare_inputs
 from .targets import resolve_target
@@ -40,14 +41,6 @@ _PERTURBATION_ARGS = {
 }
 
 __all__ = ["GRADIENT_METHODS", "INTEGRATIONS", "METHODS", "PERTURBATION_METHODS", "attribute"]
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def attribute(
@@ -153,7 +146,7 @@ def attribute(
                 raise ValueError(f"method={method!r} takes no {name}= (a gradient-method argument); drop {name}=")
         return _perturbation(model, inputs, method, target=target, baselines=baselines, tokenizer=tokenizer,
                              seed=seed, internal_batch_size=internal_batch_size, memory_budget=memory_budget, **given)
-    n_steps = _check_int("n_steps", 32 if n_steps is None else n_steps, 1)
+    n_steps = check_int("n_steps", 32 if n_steps is None else n_steps, 1)
     integration = "gausslegendre" if integration is None else integration
     nt_type = "smoothgrad" if nt_type is None else nt_type
     completeness_tol = 0.01 if completeness_tol is None else completeness_tol
@@ -163,9 +156,9 @@ def attribute(
         if integration == "riemann_trapezoid" and n_steps < 2:
             raise ValueError(f"integration='riemann_trapezoid' needs n_steps >= 2 (both end points), got {n_steps}")
     if internal_batch_size != "auto":
-        _check_int("internal_batch_size", internal_batch_size, 1)
+        check_int("internal_batch_size", internal_batch_size, 1)
     if memory_budget is not None:
-        _check_int("memory_budget", memory_budget, 1)
+        check_int("memory_budget", memory_budget, 1)
     if nt_type not in M.NT_TYPES:
         raise ValueError(f"unknown nt_type {nt_type!r}; use one of {', '.join(M.NT_TYPES)}")
     if stdevs is not None and (not isinstance(stdevs, (int, float)) or stdevs < 0):

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from ..ops import QUADRATURE_RULES, quadrature_rule
 from ..results.generation import GenerationAttribution
-from .api import _check_int
+from .checks import check_int
 from .engine import available_memory, estimate_row_bytes, scoped_model
 
 GENERATION_METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "attention", "occlusion")
@@ -189,16 +189,16 @@ def attribute_generation(
                          "decoder-only causal language models")
     if method not in GENERATION_METHODS:
         raise ValueError(f"unknown method {method!r} for generation; use one of {', '.join(GENERATION_METHODS)}")
-    _check_int("max_new_tokens", max_new_tokens, 1)
-    _check_int("n_steps", n_steps, 1)
+    check_int("max_new_tokens", max_new_tokens, 1)
+    check_int("n_steps", n_steps, 1)
     if integration not in QUADRATURE_RULES:
         raise ValueError(f"unknown integration {integration!r}; use one of {', '.join(QUADRATURE_RULES)}")
     if integration == "riemann_trapezoid" and n_steps < 2:
         raise ValueError("integration='riemann_trapezoid' needs n_steps >= 2")
     if batch_size != "auto":
-        _check_int("batch_size", batch_size, 1)
+        check_int("batch_size", batch_size, 1)
     if memory_budget is not None:
-        _check_int("memory_budget", memory_budget, 1)
+        check_int("memory_budget", memory_budget, 1)
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
     if generation_kwargs is not None and not isinstance(generation_kwargs, dict):

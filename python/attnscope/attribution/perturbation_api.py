@@ -10,6 +10,7 @@ from torch import nn
 
 from ..results.attribution import AttributionResult
 from . import perturbation_methods as PM
+from .checks import check_int
 from .engine import choose_chunk, scoped_model
 from .inputs import prepare_inputs
 from .perturbation import PerturbationEngine, resolve_features, resolve_replacement
@@ -20,14 +21,6 @@ from .targets import resolve_target
 PERTURBATION_MAX_TOKENS = 512
 
 __all__ = ["PERTURBATION_MAX_TOKENS", "attribute_perturbation"]
-
-
-def _int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def _positive_float(name: str, value: object) -> float:
@@ -68,11 +61,11 @@ def attribute_perturbation(
 ) -> AttributionResult:
     # --- arguments (every check before the first forward) ---------------------------------------------------
     if internal_batch_size != "auto":
-        _int("internal_batch_size", internal_batch_size, 1)
+        check_int("internal_batch_size", internal_batch_size, 1)
     if memory_budget is not None:
-        _int("memory_budget", memory_budget, 1)
+        check_int("memory_budget", memory_budget, 1)
     if seed is not None:
-        _int("seed", seed, 0)
+        check_int("seed", seed, 0)
     if features is not None and not isinstance(features, str):
         raise TypeError(f"features must be 'tokens' or 'words', got {type(features).__name__}")
     _flag("kv_reuse", kv_reuse)
@@ -83,12 +76,12 @@ def attribute_perturbation(
         if mode not in PM.KERNEL_SHAP_MODES:
             raise ValueError(f"unknown mode {mode!r} for kernel_shap; use one of {', '.join(PM.KERNEL_SHAP_MODES)}")
     if n_samples is not None:
-        _int("n_samples", n_samples, 1)
+        check_int("n_samples", n_samples, 1)
     elif method != "kernel_shap" or mode == "sampled":
         n_samples = PM.DEFAULT_N_SAMPLES
     if method == "occlusion":
-        window = _int("window", 1 if window is None else window, 1)
-        stride = _int("stride", 1 if stride is None else stride, 1)
+        window = check_int("window", 1 if window is None else window, 1)
+        stride = check_int("stride", 1 if stride is None else stride, 1)
         if stride > window:
             raise ValueError(
                 f"stride={stride} is larger than window={window}: features between windows would never be "
