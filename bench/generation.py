@@ -25,7 +25,8 @@ words, continuation of T random words (teacher-forced). Every variant runs in on
 are the warm-up; at later lengths (the process is warm) they are timed and count as the first sample. Repeats:
 tiny Llama 5 per length; GPT-2, whose peers take minutes a call on the shared cores, is warmed up once at T = 4
 and then timed on the agreement call alone, 1 sample per length (flags add repeats). After the last length, a
-breakdown of attnscope's time (forward, vmapped backward, the LM head's share, one plain backward, auto chunk).
+ablation of attnscope's engine (default; one chunk; no cut at the LM head; the expanded engine; one forward and one
+plain backward for scale).
 Writes bench/results/generation.json and bench/results/generation.md.
 """
 
@@ -96,9 +97,10 @@ def _agreement(ours, theirs) -> dict:
 
 
 def _breakdown(model, tok, prompt: str, continuation: str, expanded: bool) -> dict:
-    """Where attnscope's time goes (one run each, in the warm process): the teacher-forced forward with a graph, the
-    vmapped backward of all steps, and inside it the LM head + target alone (vmapped over the same vectors from the
-    final hidden states); one plain backward of the summed values for scale; the auto chunk size."""
+    """An ablation of attnscope's engine (one run each, in the warm process): the default (step chunks from the
+    cost model, each forward cut after its last predicting position, the graph cut at the LM head's input so only
+    the body's backward is vmapped), one chunk of all steps, no cut at the head, the expanded engine; and one
+    forward plus one plain backward of the summed values, for scale."""
     import torch
 
     from attnscope.attribution import generation as G
@@ -109,15 +111,32 @@ def _breakdown(model, tok, prompt: str, continuation: str, expanded: bool) -> di
     target = G.StepTarget("prob", tok, len(gen), emb.weight.shape[0])
     run = G._Run(model, emb, prompt_ids, gen, target, emb.weight.device)
     run.configure("auto", None, False)
-    T, rows = run.T, run.rows
-    c = max(1, min(T, rows))
-    out: dict = {"auto_chunk_steps": c, "chunks": -(-T // c)}
+    chunks = G.step_chunks(run.P, run.T, 1, run.rows, model)
+    out: dict = {"chunk_steps": chunks[0][1] - chunks[0][0], "chunks": len(chunks)}
 
-    def timed(fn):  # one call: the process is warm by now (GPT-2's calls take tens of seconds)
+    def timed(fn):  # one call: the process is warm by now (GPT-2's calls take seconds)
         t0 = time.perf_counter()
         fn()
         return time.perf_counter() - t0
 
+    def call(**kwargs):
+        return G.attribute_generation(model, tok, prompt, continuation=continuation, progress=False, **kwargs)
+
+    out["default_s"] = timed(call)
+    step_chunks = G.step_chunks
+    G.step_chunks = lambda P, T, rows, max_steps, model: [(0, T)]
+    try:
+        out["one_chunk_s"] = timed(call)
+    finally:
+        G.step_chunks = step_chunks
+    pre = G._HeadSplit._pre
+    G._HeadSplit._pre = lambda self, module, args: None  # the head is never cut: vmapped through the vocabulary
+    try:
+        out["no_head_cut_s"] = timed(call)
+    finally:
+        G._HeadSplit._pre = pre
+    if expanded:
+        out["expanded_s"] = timed(lambda: call(engine="expanded"))
     x = run.embed()
 
     def forward():
@@ -125,46 +144,12 @@ def _breakdown(model, tok, prompt: str, continuation: str, expanded: bool) -> di
             acts = x[None].clone().requires_grad_(True)
             return acts, run.values(acts)
 
-    def one_hot(a, b):
-        go = torch.zeros(b - a, 1, T)
-        idx = torch.arange(b - a)
-        go[idx, 0, a + idx] = 1.0
-        return go
-
-    def vmapped():
-        acts, vals = forward()
-        for a in range(0, T, c):
-            b = min(T, a + c)
-            torch.autograd.grad(vals, acts, one_hot(a, b), is_grads_batched=True, retain_graph=b < T)
-
     def plain():
         acts, vals = forward()
         torch.autograd.grad(vals.sum(), acts)
 
-    # The LM head and target alone, vmapped from the hidden states of the T + 1 predicting positions.
-    head = model.get_output_embeddings()
-    with torch.no_grad():
-        hidden = model(inputs_embeds=x[None], output_hidden_states=True, use_cache=False).hidden_states[-1]
-    h = hidden[:, -(T + 1):].detach()
-    steps = torch.arange(T)
-
-    def head_vmapped():
-        hh = h.clone().requires_grad_(True)
-        with torch.enable_grad():
-            vals = target(head(hh)[:, :T], steps[None], run.tokens[None])
-            for a in range(0, T, c):
-                b = min(T, a + c)
-                torch.autograd.grad(vals, hh, one_hot(a, b), is_grads_batched=True, retain_graph=b < T)
-
     out["forward_s"] = timed(forward)
-    out["plain_backward_incl_forward_s"] = timed(plain)
-    out["vmapped_incl_forward_s"] = timed(vmapped)
-    out["head_vmapped_s"] = timed(head_vmapped)
-    if expanded:
-        out["expanded_engine_s"] = timed(lambda: G.attribute_generation(
-            model, tok, prompt, continuation=continuation, engine="expanded", progress=False))
-    out["vmapped_backward_s"] = out["vmapped_incl_forward_s"] - out["forward_s"]
-    out["plain_backward_s"] = out["plain_backward_incl_forward_s"] - out["forward_s"]
+    out["plain_backward_s"] = timed(plain) - out["forward_s"]
     return out
 
 
@@ -416,26 +401,14 @@ def markdown(res: dict) -> str:
             lines.append(f"| {name} | {r['T']} | {r['repeats']} | {_t(t['attnscope'])} | {_t(t.get('captum'))} | "
                          f"{_t(t.get('inseq'))} | {r['speedup_vs_best_peer']:.1f}× ({r['best_peer']}) | "
                          f"{met} (goal ≥ {goal:g}× at T = 64) | {agree} |")
-    for m in res["models"]:
-        for r in m["rows"]:
-            b = r.get("breakdown")
-            if b:
-                lines += ["", f"{m['model']} at T = {r['T']} (N = {r['N']}), attnscope engine {r['engine']}, auto "
-                          f"chunk {b['auto_chunk_steps']} steps ({b['chunks']} chunk(s)): forward with graph "
-                          f"{b['forward_s']:.3f} s, vmapped backward of all {r['T']} steps {b['vmapped_backward_s']:.3f} s "
-                          f"(of which the LM head + target alone {b['head_vmapped_s']:.3f} s), one plain backward "
-                          f"{b['plain_backward_s']:.3f} s (vmapped / plain = "
-                          f"{b['vmapped_backward_s'] / max(b['plain_backward_s'], 1e-9):.1f})"
-                          + (f"; engine=\"expanded\" (one row per step, cut after its position) "
-                             f"{b['expanded_engine_s']:.3f} s." if "expanded_engine_s" in b else ".")]
     lines += notes(res)
     lines.append("")
     return "\n".join(lines)
 
 
 def notes(res: dict) -> list[str]:
-    """What limits the speed-up, with the breakdown's figures."""
-    out = ["", "What limits the speed-up (measured above, single runs, noisy):", ""]
+    """What limits the speed-up, with the ablation's figures."""
+    out = ["", "What limits the speed-up (the ablation above: single runs, noisy):", ""]
     P = res["prompt_tokens"]
     for m in res["models"]:
         for r in m["rows"]:
@@ -444,36 +417,32 @@ def notes(res: dict) -> list[str]:
                 continue
             T, N = r["T"], r["N"]
             loop_rows = T * P + T * (T - 1) / 2  # token positions the per-token loop runs, forward and backward
-            cfg = m["config"]
-            head_macs = T * (T + 1) * cfg["vocab_size"] * cfg["hidden_size"]
+            c = b["chunk_steps"]
+            vmapped_rows = sum(min(c, T - a) * (P + min(T, a + c) - 1) for a in range(0, T, c))
+            name = "GPT-2" if m["model"] == "gpt2" else "tiny Llama"
+            common = (
+                f"- {name}, T = {T}: attnscope {b['default_s']:.3g} s with {b['chunks']} chunk(s) of {c} steps; "
+                f"one chunk of all steps {b['one_chunk_s']:.3g} s, without the cut at the LM head "
+                f"{b['no_head_cut_s']:.3g} s" + (f", the expanded engine {b['expanded_s']:.3g} s" if "expanded_s" in b
+                                                  else "") +
+                f" (one forward {b['forward_s'] * 1e3:.0f} ms, one plain backward {b['plain_backward_s'] * 1e3:.0f} ms)."
+            )
             if m["model"] == "gpt2":
-                out.append(
-                    f"- GPT-2, T = {T}: the win is batching, not fewer FLOPs. attnscope's vmapped backward runs all "
-                    f"{T} steps at the full length N = {N} ({T * N} token-rows of backward), where the per-token "
-                    f"loops run forward and backward on prefixes ({loop_rows:.0f} token-rows each way); the forward "
-                    f"is {b['forward_s']:.1f} s of attnscope's time, the vmapped backward {b['vmapped_backward_s']:.1f} s "
-                    f"= {b['vmapped_backward_s'] / max(b['plain_backward_s'], 1e-9):.0f}× one plain backward "
-                    f"({b['plain_backward_s']:.2f} s). Of that backward, the LM head + target alone take "
-                    f"{b['head_vmapped_s']:.1f} s ({b['head_vmapped_s'] / max(b['vmapped_backward_s'], 1e-9):.0%}): "
-                    f"each step's one-hot grad vector is pushed densely through the logits of all T + 1 kept "
-                    f"positions ({head_macs / 1e9:.0f} G multiply-adds with the {cfg['vocab_size']}-word head, "
-                    f"{T + 1}× what the one position each step reads needs). Auto chunk: {b['auto_chunk_steps']} "
-                    f"steps ({b['chunks']} chunk(s)), so chunking is not the limit here. Computing d value_t / d h_t "
-                    "at the head once ([T, hidden], no vocab-sized vmapped tensor) and vmapping only the body's "
-                    "backward would remove that share; the body's T × N backward stays.")
+                out.append(common + (
+                    f" The vmapped backward still does the work of one backward per step: {vmapped_rows} token-rows "
+                    f"over the chunks' prefixes against the per-token loop's {loop_rows:.0f}; the gain over the loops "
+                    "is batching (larger GEMMs) and the head: the cut at its input differentiates the "
+                    f"{m['config']['vocab_size']}-word head once per chunk instead of pushing every step's one-hot "
+                    "vector densely through the logits of all kept positions, and each row computes only the logits "
+                    "it reads (the peers project every position). What limits it now is the body's batched backward."))
             else:
-                extra = (f"; engine=\"expanded\" is slower ({b['expanded_engine_s']:.3f} s)"
-                         if "expanded_engine_s" in b else "")
-                out.append(
-                    f"- tiny Llama, T = {T}: the peers pay a Python/dispatch overhead per token (Captum ≈ "
-                    f"{r['times']['captum']['median_s'] / T * 1e3:.0f} ms a token); attnscope's forward is "
-                    f"{b['forward_s'] * 1e3:.0f} ms but its vmapped backward {b['vmapped_backward_s'] * 1e3:.0f} ms "
-                    f"= {b['vmapped_backward_s'] / max(b['plain_backward_s'], 1e-9):.0f}× one plain backward "
-                    f"({b['plain_backward_s'] * 1e3:.1f} ms): it does {T} backward passes at the full length "
-                    f"N = {N}, and on tensors this small it is bound by filling, copying and concatenating the "
-                    f"[T, N, ...] batched gradients (and SDPA's backward under vmap runs the CPU flash-attention "
-                    f"kernel once per step: 130 calls for T = 64 in a profile){extra}. The vmapped backward grows as "
-                    "T × N, so the ratio to the loops (≈ T × (P + T/2)) shrinks as T grows.")
+                out.append(common + (
+                    f" The peers pay a Python/dispatch overhead per token (Captum ≈ "
+                    f"{r['times']['captum']['median_s'] / T * 1e3:.0f} ms a token). attnscope is bound by its "
+                    "vmapped backward on tiny tensors: under vmap, SDPA's CPU backward runs its flash-attention kernel "
+                    "once per grad vector (a loop inside its batching rule, no warning: 130 calls for T = 64 in a "
+                    "profile), and filling and copying the batched [T, N, hidden] gradients costs as much as the "
+                    "math; eager attention was not faster."))
     return out
 
 
