@@ -48,6 +48,17 @@ def test_too_few_samples_for_kernel_shap(bert):
         attribute(model, enc, method="kernel_shap", mode="exact", target=0, n_samples=5)
 
 
+def test_kernel_shap_default_samples_grow_with_long_inputs(bert):
+    """Captum's default of 25 samples cannot fit 30 features; the default becomes 2n + 4 instead of an error."""
+    model, tok, _ = bert
+    long = tok(["the cat sat on the mat and ran to the big red house " * 2 + "and it was small"], return_tensors="pt")
+    n = int(long["attention_mask"].sum())
+    assert n > 23
+    res = attribute(model, long, method="kernel_shap", target=0, seed=0, progress=False)
+    assert torch.isfinite(res.scores).all()
+    assert int(res.n_forwards.sum()) <= 2 * n + 4 + 1  # the distinct coalitions, plus the input's own forward
+
+
 @pytest.mark.parametrize("kw,msg", [
     ({"window": 0}, "window must be >= 1, got 0"),
     ({"window": 2, "stride": 3}, "stride=3 is larger than window=2"),

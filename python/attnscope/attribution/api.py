@@ -106,7 +106,7 @@ def attribute(
         feature_groups: perturbation methods: per example a list of lists of token positions (together they must
             cover every non-padding token, without overlap), or a ``[batch, seq]`` int tensor of group ids with -1
             at positions that are never perturbed.
-        n_samples: coalitions (lime, kernel_shap; default 25; kernel_shap mode="exact": None = all 2**n - 2) or
+        n_samples: coalitions (lime, kernel_shap; default 25, for kernel_shap at least 2 n + 4; mode="exact": None = all 2**n - 2) or
             permutations (shapley_sampling; default 25).
         window: occlusion window, in features (default 1).
         stride: occlusion step, in features (default 1; at most ``window``).

@@ -77,8 +77,8 @@ def attribute_perturbation(
             raise ValueError(f"unknown mode {mode!r} for kernel_shap; use one of {', '.join(PM.KERNEL_SHAP_MODES)}")
     if n_samples is not None:
         check_int("n_samples", n_samples, 1)
-    elif method != "kernel_shap" or mode == "sampled":
-        n_samples = PM.DEFAULT_N_SAMPLES
+    elif method != "kernel_shap":
+        n_samples = PM.DEFAULT_N_SAMPLES  # kernel_shap: None picks a per-example default (see kernel_shap)
     if method == "occlusion":
         window = check_int("window", 1 if window is None else window, 1)
         stride = check_int("stride", 1 if stride is None else stride, 1)

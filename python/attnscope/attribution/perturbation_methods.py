@@ -237,7 +237,8 @@ def kernel_shap(engine: PerturbationEngine, n_samples: int | None, seed: int, mo
     for i, n in enumerate(engine.n_features):
         g = example_generator(seed, i)
         if mode == "sampled":
-            m = DEFAULT_N_SAMPLES if n_samples is None else n_samples
+            # Default: Captum's 25, raised to 2n + 4 where an example has more features than 25 samples can fit.
+            m = max(DEFAULT_N_SAMPLES, 2 * n + 4) if n_samples is None else n_samples
             if m < n + 2:
                 raise ValueError(
                     f"kernel_shap needs n_samples >= n_features + 2 (the all-present and all-absent rows and one per "
