@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--batch-size", type=int, default=8)
     explain.add_argument("--n-steps", type=int, default=32, help="steps of path methods (default: 32)")
     explain.add_argument("--n-samples", type=int, default=None,
-                         help="coalitions (lime, kernel_shap) or permutations (shapley_sampling); default 25")
+                         help="coalitions (lime, kernel_shap) or permutations (shapley_sampling); default 25 (kernel_shap: at least 2n + 4)")
     explain.add_argument("--quiet", action="store_true", help="no progress bar")
 
     heads = sub.add_parser("heads", parents=[common], help="per-head statistics (previous-token, induction, entropy, ...) over texts")
