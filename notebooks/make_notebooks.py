@@ -52,7 +52,7 @@ NOTEBOOKS = {
     ],
     "02_attribution.ipynb": [
         new_markdown_cell("# Attribution\n\nWhich tokens drive a sentence-similarity score (MiniLM) and a classifier's "
-                          "logit? Gradient methods with Captum's numbers, one call each."),
+                          "logit? Gradient and perturbation methods with Captum's numbers, one call each."),
         new_code_cell(SETUP),
         new_code_cell("from attnscope.attribution import Similarity\n"
                       "enc = tokenizer(['A man is playing a guitar on stage.'], return_tensors='pt')\n"
@@ -71,6 +71,22 @@ NOTEBOOKS = {
                       "enc = tokenizer(['What a wonderful day!', 'This is terrible.'], padding=True, return_tensors='pt')\n"
                       "for method in ['saliency', 'input_x_gradient', 'attention_x_gradient']:\n"
                       "    print(method, ats.attribute(clf, enc, method=method, target=1, tokenizer=tokenizer).top(2))"),
+        new_markdown_cell("## Perturbation methods\nNo gradients: the model runs on copies of the input with words "
+                          "replaced by the pad token. KernelSHAP in exact mode weights coalitions by the Shapley kernel "
+                          "(here on a budget of 200: whole coalition sizes by weight, the next one sampled) and "
+                          "enforces efficiency exactly (the scores sum to f(x) - f(all absent)); LIME reports its "
+                          "surrogate's local R²."),
+        new_code_cell("enc = tokenizer(['A man is playing a guitar on stage.'], return_tensors='pt')\n"
+                      "target = Similarity('Someone performs music.')\n"
+                      "shap = ats.attribute(model, enc, method='kernel_shap', mode='exact', n_samples=200, features='words',\n"
+                      "                     target=target, tokenizer=tokenizer, seed=0, progress=False)\n"
+                      "print(shap.words())\n"
+                      "gap = shap.feature_scores.nansum().item() - (shap.f_input - shap.f_baseline).item()\n"
+                      "print(f'efficiency gap {gap:.1e}')\nassert abs(gap) < 1e-5\n"
+                      "lime = ats.attribute(model, enc, method='lime', n_samples=128, features='words', target=target,\n"
+                      "                     tokenizer=tokenizer, seed=0, progress=False)\n"
+                      "print('LIME local R2', lime.local_r2.item())"),
+        new_code_cell("shap.show()"),
     ],
     "03_head_stats_organism.ipynb": [
         new_markdown_cell("# Head statistics on the induction organism\n\nA tiny Llama trained on repeated random "
