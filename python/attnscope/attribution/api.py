@@ -12,7 +12,7 @@ from . import methods as M
 from .baselines import resolve_baselines
 from .checks import check_int
 from .engine import GradientEngine, choose_chunk, scoped_model
-from .inputs import prepare_inputs
+from .inputs import prepare_inputs, token_strings
 from .targets import resolve_target
 
 GRADIENT_METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "gradient_shap",
@@ -259,10 +259,7 @@ def _result(raw_extended, prepared, original, tokenizer, method, tgt, out) -> At
     raw = prepared.to_original(raw_extended)
     raw = raw * original.attributed.unsqueeze(-1).to(raw.dtype)  # padding never receives attribution
     ids = original.input_ids
-    if tokenizer is not None and hasattr(tokenizer, "convert_ids_to_tokens"):
-        tokens = [list(tokenizer.convert_ids_to_tokens(row.tolist())) for row in ids]
-    else:
-        tokens = [[str(t) for t in row.tolist()] for row in ids]
+    tokens = [token_strings(tokenizer, row.tolist()) for row in ids]
     return AttributionResult(
         scores=raw.sum(dim=-1),
         raw=raw,

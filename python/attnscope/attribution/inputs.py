@@ -50,6 +50,13 @@ class ModelInputs:
         return torch.gather(x, 1, idx.expand(*idx.shape[:2], *x.shape[2:]))
 
 
+def token_strings(tokenizer: object, ids: list[int]) -> list[str]:
+    """The tokenizer's strings of ``ids`` (``convert_ids_to_tokens``), or the ids as strings without one."""
+    if tokenizer is not None and hasattr(tokenizer, "convert_ids_to_tokens"):
+        return list(tokenizer.convert_ids_to_tokens(ids))
+    return [str(i) for i in ids]
+
+
 def last_positions(attention_mask: Tensor) -> Tensor:
     """Index of the last non-padding position of each row ``[c]`` (works for left and right padding)."""
     n = attention_mask.shape[-1]

@@ -171,9 +171,11 @@ def resolve_features(features: str | None, feature_groups: object, inputs: Model
 
 
 # --- the replacement token ---------------------------------------------------------------------------------------
-def resolve_replacement(baselines: object, tokenizer: object, model: nn.Module, vocab_size: int | None) -> int:
+def resolve_replacement(baselines: object, tokenizer: object, model: nn.Module, vocab_size: int | None,
+                        what: str = "baselines") -> int:
     """The token id that replaces absent features: ``baselines`` (an id, or a token string with ``tokenizer``),
-    by default the pad token, then unk, then mask (tokenizer first, then the model config), else 0."""
+    by default the pad token, then unk, then mask (tokenizer first, then the model config), else 0. ``what`` names
+    the argument in errors (``baselines`` for ``attribute``, ``replacement_token`` for ``attribute_generation``)."""
     from .targets import _token_id
 
     if baselines is None:
@@ -189,12 +191,12 @@ def resolve_replacement(baselines: object, tokenizer: object, model: nn.Module, 
                 break
         token = 0 if token is None else token
     elif isinstance(baselines, (int, str)) and not isinstance(baselines, bool):
-        token = _token_id(baselines, tokenizer, "baselines")
+        token = _token_id(baselines, tokenizer, what)
     elif isinstance(baselines, Tensor) and baselines.numel() == 1 and not baselines.dtype.is_floating_point:
         token = int(baselines.item())
     else:
         raise TypeError(
-            "perturbation methods take baselines= as one replacement token: an int token id, or a token string "
+            f"{what}= is one replacement token: an int token id, or a token string "
             f"with tokenizer=; got {type(baselines).__name__} {baselines!r}"[:300]
         )
     if vocab_size is not None and not 0 <= token < vocab_size:

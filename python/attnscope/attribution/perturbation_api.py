@@ -12,7 +12,7 @@ from ..results.attribution import AttributionResult
 from . import perturbation_methods as PM
 from .checks import check_int
 from .engine import choose_chunk, scoped_model
-from .inputs import prepare_inputs
+from .inputs import prepare_inputs, token_strings
 from .perturbation import PerturbationEngine, resolve_features, resolve_replacement
 from .targets import resolve_target
 
@@ -148,10 +148,7 @@ def _result(original, prepared, engine, feature_orig, out, tgt, method, tokenize
     dtype = torch.float64 if _model_dtype(engine.model) == torch.float64 else torch.float32
     scores = scores.to(dtype)
     ids = original.input_ids
-    if tokenizer is not None and hasattr(tokenizer, "convert_ids_to_tokens"):
-        tokens = [list(tokenizer.convert_ids_to_tokens(row.tolist())) for row in ids]
-    else:
-        tokens = [[str(t) for t in row.tolist()] for row in ids]
+    tokens = [token_strings(tokenizer, row.tolist()) for row in ids]
     return AttributionResult(
         scores=scores,
         raw=scores.unsqueeze(-1).clone(),
