@@ -129,15 +129,15 @@ def _breakdown(model, tok, prompt: str, continuation: str, expanded: bool) -> di
         out["one_chunk_s"] = timed(call)
     finally:
         G.step_chunks = step_chunks
-    pre = G._HeadSplit._pre
-    G._HeadSplit._pre = lambda self, module, args: None  # the head is never cut: vmapped through the vocabulary
+    swap = G._HeadSplit._swap
+    G._HeadSplit._swap = lambda self, hidden: None  # the head is never cut: vmapped through the vocabulary
     try:
         out["no_head_cut_s"] = timed(call)
     finally:
-        G._HeadSplit._pre = pre
+        G._HeadSplit._swap = swap
     if expanded:
         out["expanded_s"] = timed(lambda: call(engine="expanded"))
-    x = run.embed()
+    x = run.x
 
     def forward():
         with torch.enable_grad():
@@ -415,7 +415,7 @@ def notes(res: dict) -> list[str]:
             b = r.get("breakdown")
             if not b:
                 continue
-            T, N = r["T"], r["N"]
+            T = r["T"]
             loop_rows = T * P + T * (T - 1) / 2  # token positions the per-token loop runs, forward and backward
             c = b["chunk_steps"]
             vmapped_rows = sum(min(c, T - a) * (P + min(T, a + c) - 1) for a in range(0, T, c))

@@ -29,6 +29,9 @@ from ..ops import QUADRATURE_RULES, quadrature_rule
 from ..results.generation import GenerationAttribution
 from .checks import check_int
 from .engine import available_memory, estimate_row_bytes, scoped_model
+from .inputs import token_strings
+from .perturbation import resolve_replacement
+from .targets import _token_id
 
 GENERATION_METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "attention", "occlusion")
 STEP_TARGETS = ("prob", "logprob", "logit")
@@ -106,13 +109,7 @@ class StepTarget:
                                  "give one token, or one per generated token")
             ids = []
             for a in alts:
-                if isinstance(a, str):
-                    piece = _token_ids(tokenizer, a, special=False)
-                    if len(piece) != 1:
-                        raise ValueError(f"contrast alternative {a!r} is {len(piece)} tokens; give a single token")
-                    a = piece[0]
-                if isinstance(a, bool) or not isinstance(a, int):
-                    raise TypeError(f"contrast alternatives must be token ids or token strings, got {a!r}")
+                a = _token_id(a, tokenizer, "contrast alternative")
                 if not 0 <= a < vocab:
                     raise ValueError(f"contrast alternative token {a} out of range: the vocabulary has {vocab} tokens")
                 ids.append(a)
@@ -230,56 +227,32 @@ def attribute_generation(
         run = _Run(model, embeddings, prompt_ids, generated, step_target, device)
         run.configure(batch_size, memory_budget, progress)
         with torch.no_grad():
-            step_scores = run.values(run.embed()[None])[0]
+            step_scores = run.values(run.x[None])[0]
         if method == "saliency":
             matrix = run.gradients(engine).abs().sum(-1)
         elif method == "input_x_gradient":
-            x = run.embed()
-            matrix = (run.gradients(engine) * x).sum(-1)
+            matrix = (run.gradients(engine) * run.x).sum(-1)
         elif method == "integrated_gradients":
             matrix = run.integrated_gradients(engine, n_steps, integration)
         elif method == "attention":
             matrix = run.attention()
         else:
-            matrix = run.occlusion(_replacement(replacement_token, tokenizer, cfg, vocab), step_scores)
+            matrix = run.occlusion(resolve_replacement(replacement_token, tokenizer, model, vocab, "replacement_token"),
+                                   step_scores)
 
     matrix = matrix.float() * run.causal_mask().to(matrix.device)
     return GenerationAttribution(
         matrix=matrix.detach().cpu(),
         prompt_ids=torch.tensor(prompt_ids, dtype=torch.long),
         generated_ids=torch.tensor(generated, dtype=torch.long),
-        prompt_tokens=_strings(tokenizer, prompt_ids),
-        generated_tokens=_strings(tokenizer, generated),
+        prompt_tokens=token_strings(tokenizer, prompt_ids),
+        generated_tokens=token_strings(tokenizer, generated),
         step_scores=step_scores.detach().float().cpu(),
         method=method,
         target=step_target.describe(),
         engine=run.engine_used,
         n_forwards=run.n_forwards,
     )
-
-
-def _strings(tokenizer: object, ids: list[int]) -> list[str]:
-    if tokenizer is not None and hasattr(tokenizer, "convert_ids_to_tokens"):
-        return [str(t) for t in tokenizer.convert_ids_to_tokens(ids)]
-    return [str(i) for i in ids]
-
-
-def _replacement(token: int | str | None, tokenizer: object, cfg: object, vocab: int) -> int:
-    if isinstance(token, str):
-        ids = _token_ids(tokenizer, token, special=False)
-        if len(ids) != 1:
-            raise ValueError(f"replacement_token {token!r} is {len(ids)} tokens; give a single token or its id")
-        token = ids[0]
-    if token is None:
-        for source in (tokenizer, cfg):
-            for name in ("pad_token_id", "unk_token_id"):
-                value = getattr(source, name, None)
-                if isinstance(value, int) and 0 <= value < vocab:
-                    return value
-        return 0
-    if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < vocab:
-        raise ValueError(f"replacement_token must be a token id in [0, {vocab}), got {token!r}")
-    return token
 
 
 def _generate(model, tokenizer, prompt_ids, max_new_tokens, generation_kwargs, device) -> list[int]:
@@ -311,6 +284,8 @@ class _Run:
         self.N = self.P + self.T
         self.ids = torch.tensor(prompt_ids + generated, dtype=torch.long, device=device)
         self.tokens = self.ids[self.P:]  # [T] generated tokens
+        with torch.no_grad():
+            self.x = embeddings(self.ids[None])[0].detach()  # [N, H] the attributed activations
         self.engine_used = ""
         self.n_forwards = 0
         import inspect
@@ -337,9 +312,6 @@ class _Run:
         show = total >= PROGRESS_FROM if self.progress is None else bool(self.progress)
         return tqdm(total=total, desc=f"attnscope {desc}", unit="chunk", disable=not show, leave=False)
 
-    def embed(self) -> Tensor:
-        with torch.no_grad():
-            return self.embeddings(self.ids[None])[0].detach()  # [N, H]
 
     def causal_mask(self) -> Tensor:
         """``[T, N]``: 1 where source position ``s`` can influence step ``t`` (``s <= P + t - 1``)."""
@@ -373,13 +345,12 @@ class _Run:
 
     def integrated_gradients(self, engine: str, n_steps: int, integration: str) -> Tensor:
         alphas, weights = quadrature_rule(integration, n_steps)
-        x = self.embed()
         avg = self._weighted_gradients(engine, alphas, weights)  # sum_j w_j grad(alpha_j x), baseline 0
-        return (avg * x).sum(-1)
+        return (avg * self.x).sum(-1)
 
     def _weighted_gradients(self, engine: str, alphas: Tensor, weights: Tensor) -> Tensor:
         """``sum_j weights_j * dvalue_t/dx (alphas_j * x)`` ``[T, N, H]`` (zero-embedding baseline)."""
-        x = self.embed()
+        x = self.x
         out = torch.zeros(self.T, self.N, x.shape[-1], dtype=torch.float32 if x.dtype != torch.float64 else x.dtype,
                           device=self.device)
         if engine in ("auto", "is_grads_batched"):
@@ -563,34 +534,27 @@ def step_chunks(P: int, T: int, rows: int, max_steps: int, model: nn.Module) -> 
     return [(a, min(T, a + best)) for a in range(0, T, best)]
 
 
-class _HeadSplit:
-    """Cuts the graph at the input of the output embeddings (the LM head) during one forward.
-
-    A forward pre-hook records the head's input ``hidden`` (the body's graph ends there) and hands the head a
-    detached leaf copy ``leaf`` (the head's graph starts there). ``ok`` says the head ran exactly once; otherwise
-    the caller differentiates through the whole graph as usual. The hook is removed on exit, also after errors.
-    """
+class _HeadHook:
+    """A forward pre-hook on the LM head (the output embeddings) for one forward: on the head's first call with a
+    tensor input, ``_swap`` may hand the head another input. ``calls`` counts the head's calls; the hook is removed
+    on exit, also after errors."""
 
     def __init__(self, head: nn.Module | None) -> None:
         self.head = head
-        self.hidden: Tensor | None = None
-        self.leaf: Tensor | None = None
         self.calls = 0
         self._handle = None
 
+    def _swap(self, hidden: Tensor) -> Tensor | None:
+        raise NotImplementedError
+
     def _pre(self, module: nn.Module, args: tuple) -> tuple | None:
         self.calls += 1
-        if self.calls > 1 or not args or not isinstance(args[0], Tensor) or not args[0].requires_grad:
+        if self.calls > 1 or not args or not isinstance(args[0], Tensor):
             return None
-        self.hidden = args[0]
-        self.leaf = args[0].detach().requires_grad_(True)
-        return (self.leaf, *args[1:])
+        new = self._swap(args[0])
+        return None if new is None else (new, *args[1:])
 
-    @property
-    def ok(self) -> bool:
-        return self.calls == 1 and self.leaf is not None and self.leaf.dim() == 3
-
-    def __enter__(self) -> _HeadSplit:
+    def __enter__(self):
         if self.head is not None:
             self._handle = self.head.register_forward_pre_hook(self._pre)
         return self
@@ -604,38 +568,48 @@ class _HeadSplit:
         self.close()
 
 
-class _HeadGather:
-    """During one forward, hands the LM head only row ``i``'s position ``index[i]`` of its input (``[rows, 1, H]``):
-    each expanded row needs the logits of one position, not of every kept one. ``ok`` says it happened (the head
-    ran once on a ``[rows, K, H]`` input); otherwise the logits are as usual."""
+class _HeadSplit(_HeadHook):
+    """Cuts the graph at the LM head's input: records the input ``hidden`` (the body's graph ends there) and hands
+    the head a detached leaf copy ``leaf`` (the head's graph starts there). ``ok`` says the head ran exactly once on
+    a ``[rows, K, H]`` input; otherwise the caller differentiates through the whole graph as usual."""
+
+    def __init__(self, head: nn.Module | None) -> None:
+        super().__init__(head)
+        self.hidden: Tensor | None = None
+        self.leaf: Tensor | None = None
+
+    def _swap(self, hidden: Tensor) -> Tensor | None:
+        if not hidden.requires_grad:
+            return None
+        self.hidden = hidden
+        self.leaf = hidden.detach().requires_grad_(True)
+        return self.leaf
+
+    @property
+    def ok(self) -> bool:
+        return self.calls == 1 and self.leaf is not None and self.leaf.dim() == 3
+
+
+class _HeadGather(_HeadHook):
+    """Hands the LM head only row ``i``'s position ``index[i]`` of its input (``[rows, 1, H]``): each expanded row
+    needs the logits of one position, not of every kept one. ``ok`` says it happened (the head ran once on a
+    ``[rows, K, H]`` input); otherwise the logits are as usual."""
 
     def __init__(self, head: nn.Module | None, rows: Tensor, index: Tensor) -> None:
-        self.head, self.rows, self.index = head, rows, index
-        self.calls = 0
+        super().__init__(head)
+        self.rows, self.index = rows, index
         self.gathered = False
-        self._handle = None
 
-    def _pre(self, module: nn.Module, args: tuple) -> tuple | None:
-        self.calls += 1
-        h = args[0] if args else None
-        if self.calls > 1 or not isinstance(h, Tensor) or h.dim() != 3 or h.shape[0] != self.rows.shape[0]:
+    def _swap(self, hidden: Tensor) -> Tensor | None:
+        if hidden.dim() != 3 or hidden.shape[0] != self.rows.shape[0]:
             return None
-        k = h.shape[1]
         self.gathered = True
-        return (h[self.rows, k - 1 - (int(self.index.max()) - self.index)].unsqueeze(1), *args[1:])
+        k = hidden.shape[1]
+        return hidden[self.rows, k - 1 - (int(self.index.max()) - self.index)].unsqueeze(1)
 
     @property
     def ok(self) -> bool:
         return self.calls == 1 and self.gathered
-
-    def __enter__(self) -> _HeadGather:
-        if self.head is not None:
-            self._handle = self.head.register_forward_pre_hook(self._pre)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._handle is not None:
-            self._handle.remove()
 
 
 class _NoBatching(Exception):
