@@ -17,7 +17,7 @@ export TOKENIZERS_PARALLELISM := false
 
 CXX_SOURCES := $(shell find cpp cmake tests/cpp -type f 2>/dev/null) CMakeLists.txt pyproject.toml
 
-.PHONY: all setup build test test-cpp test-python demo bench docs clean distclean
+.PHONY: FORCE all setup build test test-cpp test-python demo bench docs clean distclean
 
 all: test
 
@@ -40,7 +40,12 @@ $(VENV)/.deps: requirements-dev.txt constraints.txt $(VENV)/.torch
 setup: $(VENV)/.deps
 
 # --- build (editable: Python from python/attnscope, the extension from build/release) -------------------
-$(VENV)/.build: $(CXX_SOURCES) $(VENV)/.deps
+# The editable install maps the package's files when it is made: a file added, removed or turned into a package
+# needs a re-install, so the list of Python files is a prerequisite too (rewritten only when it changes).
+$(VENV)/.pyfiles: FORCE $(VENV)/.deps
+	@find python -name '*.py' | sort > $@.new; cmp -s $@.new $@ || mv $@.new $@; rm -f $@.new
+
+$(VENV)/.build: $(CXX_SOURCES) $(VENV)/.deps $(VENV)/.pyfiles
 	@echo "building attnscope (C++ extension + GoogleTest) in $(BUILD_DIR)"
 	@start=$$(date +%s); $(PIP_INSTALL) --no-build-isolation --no-deps -e . && touch -d "@$$start" $@
 	@# (the stamp takes the start time: a source saved during the build is newer and triggers the next one)

@@ -103,15 +103,17 @@ def _breakdown(model, tok, prompt: str, continuation: str, expanded: bool) -> di
     forward plus one plain backward of the summed values, for scale."""
     import torch
 
-    from attnscope.attribution import generation as G
+    from attnscope.attribution.generation import api as G
+    from attnscope.attribution.generation import head_hooks as H
+    from attnscope.attribution.generation import run as R
 
     prompt_ids = tok(prompt)["input_ids"]
     gen = tok(continuation, add_special_tokens=False)["input_ids"]
     emb = model.get_input_embeddings()
-    target = G.StepTarget("prob", tok, len(gen), emb.weight.shape[0])
-    run = G._Run(model, emb, prompt_ids, gen, target, emb.weight.device)
+    target = R.StepTarget("prob", tok, len(gen), emb.weight.shape[0])
+    run = R.GenerationRun(model, emb, prompt_ids, gen, target, emb.weight.device)
     run.configure("auto", None, False)
-    chunks = G.step_chunks(run.P, run.T, 1, run.rows, model)
+    chunks = R.step_chunks(run.P, run.T, 1, run.rows, model)
     out: dict = {"chunk_steps": chunks[0][1] - chunks[0][0], "chunks": len(chunks)}
 
     def timed(fn):  # one call: the process is warm by now (GPT-2's calls take seconds)
@@ -123,18 +125,18 @@ def _breakdown(model, tok, prompt: str, continuation: str, expanded: bool) -> di
         return G.attribute_generation(model, tok, prompt, continuation=continuation, progress=False, **kwargs)
 
     out["default_s"] = timed(call)
-    step_chunks = G.step_chunks
-    G.step_chunks = lambda P, T, rows, max_steps, model: [(0, T)]
+    step_chunks = R.step_chunks
+    R.step_chunks = lambda P, T, rows, max_steps, model: [(0, T)]
     try:
         out["one_chunk_s"] = timed(call)
     finally:
-        G.step_chunks = step_chunks
-    swap = G._HeadSplit._swap
-    G._HeadSplit._swap = lambda self, hidden: None  # the head is never cut: vmapped through the vocabulary
+        R.step_chunks = step_chunks
+    swap = H.HeadSplit._swap
+    H.HeadSplit._swap = lambda self, hidden: None  # the head is never cut: vmapped through the vocabulary
     try:
         out["no_head_cut_s"] = timed(call)
     finally:
-        G._HeadSplit._swap = swap
+        H.HeadSplit._swap = swap
     if expanded:
         out["expanded_s"] = timed(lambda: call(engine="expanded"))
     x = run.x

@@ -68,9 +68,11 @@ def worker(spec: dict) -> dict:
     from captum import attr as C
 
     from attnscope.attribution import attribute
-    from attnscope.attribution import perturbation_methods as PM
+    from attnscope.attribution.perturbation.kernel_shap import kernel_shap_coalitions
+    from attnscope.attribution.perturbation.lime import lime_coalitions
+    from attnscope.attribution.perturbation.shapley_sampling import permutations
     from attnscope.attribution import targets as T
-    from attnscope.attribution.perturbation import example_generator
+    from attnscope.attribution.seeds import example_generator
 
     torch.set_num_threads(spec.get("threads", 1))
     solver = "C++ (attnscope.ops.weighted_least_squares)"
@@ -110,13 +112,13 @@ def worker(spec: dict) -> dict:
                                                        perturbations_per_eval=ppe)
                         return a[0].double(), n + 1
                     if method == "shapley_sampling":
-                        perms = PM.permutations(n, m, example_generator(SEED, 0), False)
+                        perms = permutations(n, m, example_generator(SEED, 0), False)
                         sv = C.ShapleyValueSampling(fwd)
                         sv.permutation_generator = lambda nf, ns: iter(perms.tolist())
                         a = sv.attribute(ids, baselines=base, n_samples=m, perturbations_per_eval=ppe)
                         return a[0].double(), m * n + 1
                     if method == "kernel_shap":
-                        z = PM.kernel_shap_coalitions(n, m, example_generator(SEED, 0))
+                        z = kernel_shap_coalitions(n, m, example_generator(SEED, 0))
                         ks = C.KernelShap(fwd)
                         ks.perturb_func = replay(z)
                         a = ks.attribute(ids, baselines=base, n_samples=m, perturbations_per_eval=ppe)
@@ -124,7 +126,7 @@ def worker(spec: dict) -> dict:
                     from captum._utils.models.linear_model import SkLearnRidge
                     from captum.attr._core.lime import get_exp_kernel_similarity_function
 
-                    z = PM.lime_coalitions(n, m, example_generator(SEED, 0))
+                    z = lime_coalitions(n, m, example_generator(SEED, 0))
                     x = emb(ids)
                     b = emb(torch.tensor([base]))[0]
 

@@ -30,6 +30,7 @@ _PUBLIC = {
     "attribute": ".attribution",
     "attribute_dataset": ".attribution",
     "attribute_generation": ".attribution",
+    "list_methods": ".attribution",
     "GenerationAttribution": ".results",
     "DatasetAttribution": ".results",
     "AttributionResult": ".results",
@@ -47,7 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .analysis import attention_flow, rollout  # noqa: F401
     from . import analysis, organisms  # noqa: F401
     from .analysis import head_stats  # noqa: F401
-    from .attribution import attribute, attribute_dataset, attribute_generation  # noqa: F401
+    from .attribution import attribute, attribute_dataset, attribute_generation, list_methods  # noqa: F401
     from .results import AttentionResult, AttributionResult, GenerationAttribution, HeadStats, load  # noqa: F401
 
 

@@ -8,8 +8,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from .capturing import capture
-from .capturing.fallback import eager_capture
+from .capturing.forward import capture_forward
 from .results import AttentionResult
 
 
@@ -68,18 +67,8 @@ def capture_attention(
         reduced). Encoder-decoder models also fill ``.encoder``, ``.decoder`` and ``.cross``.
     """
     kwargs = as_model_inputs(inputs)
-    cap = capture(model, layers=layers, heads=heads, reduce=reduce, topk=topk, entropy=entropy, grad=grad,
-                  tokenizer=tokenizer, query_chunk=query_chunk)
-    cap.inputs = kwargs
-    with torch.set_grad_enabled(grad and torch.is_grad_enabled()) if grad else torch.no_grad():
-        with cap:
-            outputs = model(**kwargs)
-    if cap.calls == 0:
-        result, outputs = eager_capture(model, kwargs, cap.layers, cap.options)
-        cap.inputs = kwargs
-        cap._attach_inputs(result)
-    else:
-        result = cap.result
+    result, outputs = capture_forward(model, kwargs, layers=layers, heads=heads, reduce=reduce, topk=topk,
+                                      entropy=entropy, grad=grad, tokenizer=tokenizer, query_chunk=query_chunk)
     if grad:
         result.outputs = outputs
     return result

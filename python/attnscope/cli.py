@@ -12,16 +12,17 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-# Kept here, torch-free, so that an unknown method is a usage error found before torch is imported; the attribution
-# engine checks its own list against this one in the tests.
-METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "gradient_shap",
-           "attention_x_gradient", "occlusion", "lime", "kernel_shap", "shapley_sampling")
-SAMPLED_METHODS = ("lime", "kernel_shap", "shapley_sampling")
+from .attribution import catalog  # torch-free: unknown methods and options are usage errors found before torch loads
+
 TEXT_SUFFIXES = (".jsonl", ".txt", ".csv")
 
 
 class UsageError(Exception):
     """A mistake in the command line: exit status 2."""
+
+
+def _takers(option: str) -> str:
+    return ", ".join(catalog.all_option_names()[option])
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,14 +46,18 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--text", help="one text to explain")
     source.add_argument("--texts", type=Path, help="a .jsonl ({'text': ...} per line), .txt (one per line) or .csv "
                                                    "(a 'text' column) file")
-    explain.add_argument("--method", default="saliency", help=f"one of: {', '.join(METHODS)} (default: saliency)")
+    explain.add_argument("--method", default="saliency", metavar="METHOD",
+                         help=f"one of: {', '.join(catalog.names())} (default: saliency; `python -c 'import attnscope; "
+                              "print(attnscope.list_methods())'` describes them)")
     explain.add_argument("--target", default=None,
                          help="class index or token id (an integer), 'next' (next token), or text to continue with")
     explain.add_argument("--out", type=Path, default=Path("attnscope-out"), help="output folder (default: attnscope-out)")
     explain.add_argument("--batch-size", type=int, default=8)
-    explain.add_argument("--n-steps", type=int, default=32, help="steps of path methods (default: 32)")
+    explain.add_argument("--n-steps", type=int, default=None,
+                         help=f"integration points or samples of {_takers('n_steps')} (default: 32)")
     explain.add_argument("--n-samples", type=int, default=None,
-                         help="coalitions (lime, kernel_shap) or permutations (shapley_sampling); default 25 (kernel_shap: at least 2n + 4)")
+                         help=f"coalitions or permutations of {_takers('n_samples')} (default: 25; kernel_shap: at "
+                              "least 2n + 4)")
     explain.add_argument("--quiet", action="store_true", help="no progress bar")
 
     heads = sub.add_parser("heads", parents=[common], help="per-head statistics (previous-token, induction, entropy, ...) over texts")
@@ -116,15 +121,18 @@ def validate(args: argparse.Namespace) -> list[str] | None:
         if args.batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.command == "explain":
-        if args.method not in METHODS:
-            raise UsageError(f"unknown method {args.method!r}; use one of: {', '.join(METHODS)}")
-        if args.n_steps < 1:
-            raise UsageError(f"--n-steps must be >= 1, got {args.n_steps}")
-        if args.n_samples is not None:
-            if args.method not in SAMPLED_METHODS:
-                raise UsageError(f"--n-samples applies to {', '.join(SAMPLED_METHODS)}, not --method {args.method}")
-            if args.n_samples < 1:
-                raise UsageError(f"--n-samples must be >= 1, got {args.n_samples}")
+        try:
+            spec = catalog.get(args.method)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        for option in ("n_steps", "n_samples"):
+            value, flag = getattr(args, option), "--" + option.replace("_", "-")
+            if value is None:
+                continue
+            if spec.option(option) is None:
+                raise UsageError(f"{flag} applies to {_takers(option)}, not --method {args.method}")
+            if value < 1:
+                raise UsageError(f"{flag} must be >= 1, got {value}")
         if args.text is not None:
             if not args.text.strip():
                 raise UsageError("--text is empty")

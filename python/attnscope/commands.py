@@ -60,9 +60,7 @@ def explain(args, texts: list[str]) -> int:
     model, tokenizer = load_model_dir(args.model_dir)
     res = attribute_dataset(model, tokenizer, texts, method=args.method, target=parse_target(args.target),
                             batch_size=args.batch_size, out=args.out, progress=not args.quiet,
-                            **({"n_steps": args.n_steps} if args.method in ("integrated_gradients", "smoothgrad",
-                                                                            "gradient_shap") else {}),
-                            **({"n_samples": args.n_samples} if getattr(args, "n_samples", None) is not None else {}))
+                            n_steps=args.n_steps, n_samples=args.n_samples)  # None: the method's default
     table = write_table(res.to_pandas(), args.out, "attributions")
     report = write_report(args.out, [(f"{args.method} attributions", f"model {args.model_dir}, target "
                                       f"{args.target or 'default'}, {len(texts)} texts", res.view())],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnscope.attribution.attention_x_gradient import attention_x_gradient, relevance_rows
+from attnscope.attribution.gradient.attention_x_gradient import attention_x_gradient, relevance_rows
 
 from tiny_models import batch, build, eager_attentions_with_grad
 

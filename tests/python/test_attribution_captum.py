@@ -13,7 +13,7 @@ captum_attr = pytest.importorskip("captum.attr")
 
 from attnscope.attribution import attribute  # noqa: E402
 from attnscope.attribution import targets as T  # noqa: E402
-from attnscope.attribution.methods import point_draws  # noqa: E402
+from attnscope.attribution.gradient.smoothgrad import point_draws  # noqa: E402
 from attnscope.ops import QUADRATURE_RULES  # noqa: E402
 
 TOL = 1e-4

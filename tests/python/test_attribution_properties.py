@@ -9,7 +9,8 @@ import torch
 from attribution_models import minilm, tiny_bert, tiny_gpt2, word_tokenizer
 from torch import nn
 
-from attnscope.attribution import INTEGRATIONS, attribute
+from attnscope.attribution import attribute
+from attnscope.attribution.catalog import INTEGRATIONS
 from attnscope.attribution import targets as T
 
 

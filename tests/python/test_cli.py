@@ -69,11 +69,14 @@ def test_no_command_prints_help_and_exits_2():
     assert out.returncode == 2 and "usage" in out.stdout
 
 
-def test_cli_method_list_matches_the_engine():
-    from attnscope.attribution.api import METHODS, PLANNED_METHODS
-    from attnscope.cli import METHODS as CLI_METHODS
+def test_cli_methods_and_options_come_from_the_catalog():
+    from attnscope.attribution import catalog
 
-    assert set(CLI_METHODS) == set(METHODS) and not PLANNED_METHODS
+    out = run("explain", "--help")
+    for name in catalog.names():
+        assert name in out.stdout
+    takers = catalog.all_option_names()
+    assert ", ".join(takers["n_samples"]) in " ".join(out.stdout.split())
 
 
 def test_explain_minilm_matches_python_api(tmp_path, minilm_path):

@@ -95,15 +95,16 @@ def test_integrated_gradients_equal_the_per_token_loop_at_equal_steps(kind):
 @pytest.mark.parametrize("method", ["saliency", "integrated_gradients"])
 def test_is_grads_batched_runs_without_a_batching_fallback_and_agrees_with_the_expanded_batch(method):
     model, tok = tiny_llama(), word_tokenizer(False)
+    steps = {"n_steps": 4} if method == "integrated_gradients" else {}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fast = ats.attribute_generation(model, tok, PROMPT, continuation=CONTINUATION, method=method, n_steps=4)
+        fast = ats.attribute_generation(model, tok, PROMPT, continuation=CONTINUATION, method=method, **steps)
     assert fast.engine == "is_grads_batched"
-    expanded = ats.attribute_generation(model, tok, PROMPT, continuation=CONTINUATION, method=method, n_steps=4,
+    expanded = ats.attribute_generation(model, tok, PROMPT, continuation=CONTINUATION, method=method, **steps,
                                         engine="expanded", batch_size=3)
     assert expanded.engine == "expanded"
     torch.testing.assert_close(fast.matrix, expanded.matrix, atol=1e-6, rtol=1e-5)
-    small = ats.attribute_generation(model, tok, PROMPT, continuation=CONTINUATION, method=method, n_steps=4,
+    small = ats.attribute_generation(model, tok, PROMPT, continuation=CONTINUATION, method=method, **steps,
                                      batch_size=2)
     torch.testing.assert_close(fast.matrix, small.matrix, atol=1e-6, rtol=1e-5)
 
@@ -199,7 +200,7 @@ def test_result_table_view_and_save_load(tmp_path):
         ({"target": ("contrast", 10_000)}, ValueError, "out of range"),
         ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
         ({"engine": "vmap"}, ValueError, "unknown engine 'vmap'"),
-        ({"replacement_token": 0}, ValueError, "replacement_token applies to method='occlusion'"),
+        ({"replacement_token": 0}, ValueError, "method='saliency' takes no replacement_token= (only occlusion do)"),
         ({"generation_kwargs": {"do_sample": True}}, ValueError, "generation_kwargs apply to generation only"),
         ({"prompt": [1, 2, 999]}, ValueError, "prompt token id 999 out of range"),
     ],

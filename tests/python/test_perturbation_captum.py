@@ -12,8 +12,10 @@ captum_attr = pytest.importorskip("captum.attr")
 
 
 from attnscope.attribution import attribute  # noqa: E402
-from attnscope.attribution import perturbation_methods as PM  # noqa: E402
-from attnscope.attribution.perturbation import example_generator  # noqa: E402
+from attnscope.attribution.perturbation.kernel_shap import kernel_shap_coalitions  # noqa: E402
+from attnscope.attribution.perturbation.lime import lime_coalitions  # noqa: E402
+from attnscope.attribution.perturbation.shapley_sampling import permutations  # noqa: E402
+from attnscope.attribution.seeds import example_generator  # noqa: E402
 
 TOL = 1e-5
 SEED = 7
@@ -62,7 +64,7 @@ def test_shapley_sampling_matches_captum_on_word_groups(bert_case, antithetic):
     groups = [[[0], [1, 2], [3], [4, 5, 6], [7, 8, 9]]]  # [CLS] + words + [SEP], spans of tokens
     ours = attribute(model, enc, method="shapley_sampling", target=1, feature_groups=groups, n_samples=6, seed=SEED,
                      antithetic=antithetic, baselines="[MASK]", tokenizer=tok)
-    perms = PM.permutations(5, 6, example_generator(SEED, 0), antithetic)
+    perms = permutations(5, 6, example_generator(SEED, 0), antithetic)
     fmask = ours.feature_mask
     sv = captum_attr.ShapleyValueSampling(fwd)
     sv.permutation_generator = lambda n, m: iter(perms.tolist())
@@ -77,7 +79,7 @@ def test_kernel_shap_sampled_matches_captum(bert_case):
     tok, model, enc, ids, fwd = bert_case
     n, m = ids.shape[1], 40
     ours = attribute(model, enc, method="kernel_shap", target=1, n_samples=m, seed=SEED, tokenizer=tok)
-    z = PM.kernel_shap_coalitions(n, m, example_generator(SEED, 0))
+    z = kernel_shap_coalitions(n, m, example_generator(SEED, 0))
     ks = captum_attr.KernelShap(fwd)
     ks.perturb_func = _replay(z)
     ref = ks.attribute(ids, baselines=tok.pad_token_id, target=1, n_samples=m, perturbations_per_eval=8)
@@ -96,7 +98,7 @@ def test_lime_matches_captum_ridge_on_embeddings(bert_case, distance):
     width = 1.0 if distance == "cosine" else 200.0
     ours = attribute(model, enc, method="lime", target=2, n_samples=m, seed=SEED, distance=distance,
                      kernel_width=width, tokenizer=tok)
-    z = PM.lime_coalitions(n, m, example_generator(SEED, 0))
+    z = lime_coalitions(n, m, example_generator(SEED, 0))
     emb = model.get_input_embeddings()
     x = emb(ids).detach()
     base = emb(torch.tensor([tok.pad_token_id])).detach()[0]

@@ -57,7 +57,8 @@ def _per_row(values: Tensor, rows: Tensor) -> Tensor:
     return values.to(rows.device)[rows]
 
 
-def _token_id(token: int | str, tokenizer: object, what: str) -> int:
+def token_id(token: int | str, tokenizer: object, what: str) -> int:
+    """The id of ``token`` (an int id, or a single-token string with ``tokenizer``); ``what`` names it in errors."""
     if isinstance(token, bool):
         raise TypeError(f"{what} must be a token id or a token string, got {token!r}")
     if isinstance(token, int):
@@ -101,6 +102,10 @@ class Target:
     def __call__(self, outputs: object, rows: Tensor, attention_mask: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def reads_last_position(self) -> bool:
+        """After ``bind``: the value reads only the logits at each example's last non-padding position."""
+        return False
+
     def describe(self) -> str:
         return self.name
 
@@ -141,9 +146,9 @@ class TokenId(Target):
     def _resolve(self, inputs, tokenizer):
         tok = self.token
         if isinstance(tok, (str, int)) and not isinstance(tok, bool):
-            tok = _token_id(tok, tokenizer, "target token")
+            tok = token_id(tok, tokenizer, "target token")
         elif isinstance(tok, Sequence) and not isinstance(tok, Tensor):
-            tok = [_token_id(t, tokenizer, "target token") for t in tok]
+            tok = [token_id(t, tokenizer, "target token") for t in tok]
         return _as_index(tok, inputs.batch, "target")
 
     def bind(self, outputs, inputs, model, tokenizer):
@@ -161,6 +166,9 @@ class TokenId(Target):
         pos = last_positions(attention_mask)
         at_last = logits[torch.arange(logits.shape[0], device=logits.device), pos]
         return at_last.gather(1, _per_row(self._index, rows).to(logits.device).unsqueeze(1)).squeeze(1)
+
+    def reads_last_position(self):
+        return True
 
     def describe(self):
         return f"TokenId({self._index.tolist() if self._index.numel() > 1 else int(self._index[0])})"
@@ -277,8 +285,8 @@ class Contrast(Target):
         self._lm = logits.dim() == 3
         unit = "tokens in its vocabulary" if self._lm else "classes"
         what = "contrast token" if self._lm else "contrast class"
-        ia = _token_id(self.a, tokenizer, "Contrast a") if self._lm else int(self.a)
-        ib = _token_id(self.b, tokenizer, "Contrast b") if self._lm else int(self.b)
+        ia = token_id(self.a, tokenizer, "Contrast a") if self._lm else int(self.a)
+        ib = token_id(self.b, tokenizer, "Contrast b") if self._lm else int(self.b)
         self._ab = torch.tensor([ia, ib])
         _check_range(self._ab, logits.shape[-1], what, unit)
 
@@ -288,6 +296,9 @@ class Contrast(Target):
             logits = logits[torch.arange(logits.shape[0], device=logits.device), last_positions(attention_mask)]
         ia, ib = (int(v) for v in self._ab)
         return logits[:, ia] - logits[:, ib]
+
+    def reads_last_position(self):
+        return bool(getattr(self, "_lm", False))  # token contrasts read the last position; class contrasts are 2-D
 
     def describe(self):
         return f"Contrast({self.a!r}, {self.b!r})"
@@ -426,6 +437,9 @@ class _Index(Target):
     def __call__(self, outputs, rows, attention_mask):
         return self._inner(outputs, rows, attention_mask)
 
+    def reads_last_position(self):
+        return self._inner is not None and self._inner.reads_last_position()
+
     def describe(self):
         return self._inner.describe() if self._inner else repr(self.index)
 
@@ -449,6 +463,9 @@ class _Default(Target):
 
     def __call__(self, outputs, rows, attention_mask):
         return self._inner(outputs, rows, attention_mask)
+
+    def reads_last_position(self):
+        return self._inner is not None and self._inner.reads_last_position()
 
     def describe(self):
         return self._inner.describe() if self._inner else "default"

@@ -8,8 +8,13 @@ from torch import Tensor
 
 from .persist import persistable
 
-# Methods whose scores have a sign (a diverging colour scale); saliency and attention are >= 0.
-_SIGNED = ("input_x_gradient", "integrated_gradients", "occlusion")
+
+
+def _signed(method: str) -> bool:
+    """Whether ``method``'s generation scores have a sign (a diverging colour scale), from the method catalog."""
+    from ..attribution.catalog import CATALOG
+
+    return any(s.name == method and s.signed_in_generation for s in CATALOG)
 
 
 @persistable
@@ -90,7 +95,7 @@ class GenerationAttribution:
                 for t, tok in enumerate(self.generated_tokens)]
         cols = [f"{s}: {tok}" for s, tok in enumerate(self.tokens)]
         return matrix_view(self.matrix, rows, cols, row_title="generated", col_title="source",
-                           diverging=self.method in _SIGNED, token_count=len(cols),
+                           diverging=_signed(self.method), token_count=len(cols),
                            title=f"attnscope · generation · {self.method} · target {self.target}")
 
     def show(self):
@@ -110,7 +115,7 @@ class GenerationAttribution:
         m = self.matrix.float().numpy()
         t, n = m.shape
         fig, ax = plt.subplots(figsize=(max(4, 0.3 * n + 2), max(3, 0.3 * t + 1.5)))
-        if self.method in _SIGNED:
+        if _signed(self.method):
             v = float(abs(m).max()) or 1.0
             im = ax.imshow(m, cmap="RdBu_r", vmin=-v, vmax=v, aspect="auto")
         else:

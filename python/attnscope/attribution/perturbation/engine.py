@@ -31,9 +31,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .engine import per_point_generator
-from .inputs import ModelInputs, last_positions
-from .targets import Contrast, Target, TokenId
+from ..inputs import ModelInputs, last_positions
+from ..targets import Target, token_id
 
 FEATURES = ("tokens", "words")
 # The replacement token when baselines= is not given: the first of these that the tokenizer (or config) defines,
@@ -44,16 +43,9 @@ __all__ = [
     "FEATURES",
     "REPLACEMENT_ORDER",
     "PerturbationEngine",
-    "example_generator",
     "resolve_features",
     "resolve_replacement",
 ]
-
-
-def example_generator(seed: int, example: int) -> torch.Generator:
-    """The random stream of example ``example`` (its index in the batch): its coalitions do not depend on the other
-    examples or on chunking."""
-    return per_point_generator(seed, example, 0)
 
 
 # --- features -------------------------------------------------------------------------------------------------
@@ -176,8 +168,6 @@ def resolve_replacement(baselines: object, tokenizer: object, model: nn.Module, 
     """The token id that replaces absent features: ``baselines`` (an id, or a token string with ``tokenizer``),
     by default the pad token, then unk, then mask (tokenizer first, then the model config), else 0. ``what`` names
     the argument in errors (``baselines`` for ``attribute``, ``replacement_token`` for ``attribute_generation``)."""
-    from .targets import _token_id
-
     if baselines is None:
         cfg = getattr(model, "config", None)
         token = None
@@ -191,7 +181,7 @@ def resolve_replacement(baselines: object, tokenizer: object, model: nn.Module, 
                 break
         token = 0 if token is None else token
     elif isinstance(baselines, (int, str)) and not isinstance(baselines, bool):
-        token = _token_id(baselines, tokenizer, what)
+        token = token_id(baselines, tokenizer, what)
     elif isinstance(baselines, Tensor) and baselines.numel() == 1 and not baselines.dtype.is_floating_point:
         token = int(baselines.item())
     else:
@@ -211,14 +201,6 @@ class _Prefix:
 
     keys: list[Tensor]  # [1, kv_heads, seq, head_dim] per layer
     values: list[Tensor]
-
-
-def _last_position_target(target: Target) -> bool:
-    inner = getattr(target, "_inner", None)
-    t = inner if inner is not None else target
-    if isinstance(t, TokenId):
-        return True
-    return isinstance(t, Contrast) and bool(getattr(t, "_lm", False))
 
 
 def _cache_of(outputs: object) -> object:
@@ -297,7 +279,7 @@ class PerturbationEngine:
     def _kv_unusable(self, outputs: object, inputs: ModelInputs) -> str | None:
         if not self.causal:
             return "the model is not a decoder-only causal LM with logits [batch, seq, vocab]"
-        if not _last_position_target(self.target):
+        if not self.target.reads_last_position():
             return (f"the target {self.target.describe()} does not read the last position's logits (only NextToken, "
                     "TokenId, Contrast and int targets do)")
         try:

@@ -1,99 +1,68 @@
-"""Gradient attribution methods on top of the :class:`~attnscope.attribution.engine.GradientEngine`.
+"""Integrated gradients (Sundararajan et al. 2017) with a fixed quadrature rule or adaptive segments.
 
-Every method returns activations-shaped attributions ``raw`` ``[batch, seq, hidden]`` (in the engine's frame),
-the completeness ``delta`` ``[batch]`` where the method has one, and the gradient evaluations per example.
-Points are laid out and reduced chunk by chunk; nothing of size ``n_steps * batch * seq * hidden`` is built.
+``(x - x') * integral_0^1 dF/dx(x' + a (x - x')) da``; the completeness delta ``sum(raw) - (F(x) - F(x'))`` is
+reported per example.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
-from .. import ops
-from .engine import GradientEngine, per_point_generator
+from ... import ops
+from .base import GradientInputs, GradientMethod, MethodOutput, acc_dtype, evaluations
+from .engine import GradientEngine
 
-NT_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")
 # Adaptive integrated gradients: Gauss-Legendre points per segment and segments to start with.
 ADAPTIVE_ORDER = 4
 ADAPTIVE_START_SEGMENTS = 2
 
-__all__ = [
-    "ADAPTIVE_ORDER",
-    "NT_TYPES",
-    "MethodOutput",
-    "gradient_shap",
-    "input_x_gradient",
-    "integrated_gradients",
-    "integrated_gradients_adaptive",
-    "point_draws",
-    "saliency",
-    "smoothgrad",
-]
+__all__ = ["ADAPTIVE_ORDER", "IntegratedGradients", "integrate_adaptive", "integrate_fixed"]
 
 
-@dataclass
-class MethodOutput:
-    raw: Tensor  # [batch, seq, hidden]
-    delta: Tensor | None  # [batch]
-    n_steps_used: Tensor  # [batch] long: gradient evaluations per example
-    f_input: Tensor | None = None  # [batch]
-    f_baseline: Tensor | None = None  # [batch]
+class IntegratedGradients(GradientMethod):
+    name = "integrated_gradients"
 
+    def check(self) -> None:
+        o = self.options
+        if o.integration == "riemann_trapezoid" and o.n_steps < 2:
+            raise ValueError(f"integration='riemann_trapezoid' needs n_steps >= 2 (both end points), got {o.n_steps}")
 
-def _acc_dtype(x: Tensor) -> torch.dtype:
-    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    def points(self, batch: int) -> int:
+        return batch * self.options.n_steps
 
+    def compute(self, data: GradientInputs) -> MethodOutput:
+        o = self.options
+        base = data.baselines(False)
+        if o.integration == "adaptive":
+            return integrate_adaptive(data.engine, data.x, base, o.n_steps, float(o.completeness_tol), data.f_input)
+        return integrate_fixed(data.engine, data.x, base, o.n_steps, o.integration, data.f_input)
 
-def _rows(engine: GradientEngine) -> Tensor:
-    return torch.arange(engine.inputs.batch, device=engine.inputs.input_ids.device)
+    @classmethod
+    def check_generation(cls, options) -> None:
+        if options.integration == "riemann_trapezoid" and options.n_steps < 2:
+            raise ValueError("integration='riemann_trapezoid' needs n_steps >= 2")
 
-
-def _full(batch: int, n: int) -> Tensor:
-    return torch.full((batch,), n, dtype=torch.long)
-
-
-def saliency(engine: GradientEngine, x: Tensor) -> MethodOutput:
-    """``|dF/dx|`` (Captum's Saliency with abs=True)."""
-    raw = torch.zeros(x.shape, dtype=_acc_dtype(x), device=x.device)
-    rows = _rows(engine)
-
-    def consume(s, e, r, g, v):
-        raw[s:e] = g.abs()
-
-    engine.run(x.shape[0], lambda s, e: (x[s:e], rows[s:e]), consume)
-    return MethodOutput(raw, None, _full(x.shape[0], 1))
-
-
-def input_x_gradient(engine: GradientEngine, x: Tensor) -> MethodOutput:
-    """``x * dF/dx``."""
-    raw = torch.zeros(x.shape, dtype=_acc_dtype(x), device=x.device)
-    rows = _rows(engine)
-
-    def consume(s, e, r, g, v):
-        raw[s:e] = x[s:e] * g
-
-    engine.run(x.shape[0], lambda s, e: (x[s:e], rows[s:e]), consume)
-    return MethodOutput(raw, None, _full(x.shape[0], 1))
+    @classmethod
+    def explain_generation(cls, run, options) -> Tensor:
+        return run.integrated_gradients(run.engine, options.n_steps, options.integration)
 
 
 def _endpoints(engine: GradientEngine, x: Tensor, base: Tensor, f_input: Tensor | None) -> tuple[Tensor, Tensor]:
-    rows = _rows(engine)
+    rows = torch.arange(engine.inputs.batch, device=engine.inputs.input_ids.device)
     f_base = engine.values(base, rows)
     if f_input is None:
         f_input = engine.values(x, rows)
     return f_input, f_base
 
 
-def integrated_gradients(
+def integrate_fixed(
     engine: GradientEngine, x: Tensor, base: Tensor, n_steps: int, integration: str, f_input: Tensor | None
 ) -> MethodOutput:
     """``(x - x') * sum_i w_i dF/dx(x' + a_i (x - x'))`` with a fixed rule (Captum's layout: step-major points)."""
     alphas, weights = ops.quadrature_rule(integration, n_steps)
     b = x.shape[0]
-    dt = _acc_dtype(x)
+    dt = acc_dtype(x)
     acc = torch.zeros(x.shape, dtype=dt, device=x.device)
     diff = x - base
     a_dev = alphas.to(x.device, x.dtype)
@@ -112,10 +81,10 @@ def integrated_gradients(
     raw = diff.to(dt) * acc
     f_input, f_base = _endpoints(engine, x, base, f_input)
     delta = raw.sum(dim=(1, 2)) - (f_input - f_base).to(dt)
-    return MethodOutput(raw, delta, _full(b, n_steps), f_input, f_base)
+    return MethodOutput(raw, delta, evaluations(b, n_steps), f_input, f_base)
 
 
-def integrated_gradients_adaptive(
+def integrate_adaptive(
     engine: GradientEngine, x: Tensor, base: Tensor, max_steps: int, tol: float, f_input: Tensor | None
 ) -> MethodOutput:
     """Integrated gradients with steps placed where the integrand changes.
@@ -127,7 +96,7 @@ def integrated_gradients_adaptive(
     ``tol * |F(x) - F(x')|`` (which bounds ``|delta|``) or ``max_steps`` gradient evaluations per example are spent.
     """
     b = x.shape[0]
-    dt = _acc_dtype(x)
+    dt = acc_dtype(x)
     diff = x - base
     f_input, f_base = _endpoints(engine, x, base, f_input)
     target_err = (tol * (f_input - f_base).abs()).tolist()
@@ -203,80 +172,3 @@ def integrated_gradients_adaptive(
     raw = diff.to(dt) * acc
     delta = raw.sum(dim=(1, 2)) - (f_input - f_base).to(dt)
     return MethodOutput(raw, delta, torch.tensor(used, dtype=torch.long), f_input, f_base)
-
-
-def point_draws(
-    seed: int, example: int, sample: int, shape: tuple[int, ...], stdev: float, n_baselines: int = 1,
-    dtype: torch.dtype = torch.float32,
-) -> tuple[int, float, Tensor]:
-    """The random draws of one (example, sample) point: baseline index, path coefficient in [0, 1), and Gaussian
-    noise of ``shape`` with standard deviation ``stdev``. smoothgrad uses the noise, gradient_shap all three."""
-    g = per_point_generator(seed, example, sample)
-    k = int(torch.randint(n_baselines, (1,), generator=g)) if n_baselines > 1 else 0
-    alpha = float(torch.rand((1,), generator=g, dtype=torch.float64))
-    noise = torch.randn(shape, generator=g, dtype=torch.float32).mul_(stdev).to(dtype)
-    return k, alpha, noise
-
-
-def smoothgrad(engine: GradientEngine, x: Tensor, n_samples: int, stdev: float, nt_type: str, seed: int) -> MethodOutput:
-    """Mean (smoothgrad), mean square (smoothgrad_sq) or variance (vargrad) of ``|dF/dx|`` at ``x + N(0, stdev^2)``,
-    the noise on attributed positions (Captum's NoiseTunnel over Saliency, absolute stdev)."""
-    b = x.shape[0]
-    dt = _acc_dtype(x)
-    total = torch.zeros(x.shape, dtype=dt, device=x.device)
-    total_sq = torch.zeros(x.shape, dtype=dt, device=x.device)
-    keep = engine.inputs.attributed.unsqueeze(-1).to(x.dtype)
-
-    def make(s, e):
-        idx = torch.arange(s, e)
-        ex = (idx // n_samples).to(x.device)
-        noise = torch.stack(
-            [point_draws(seed, int(p) // n_samples, int(p) % n_samples, tuple(x.shape[1:]), stdev, 1, x.dtype)[2] for p in idx]
-        ).to(x.device)
-        return x[ex] + noise * keep[ex], ex
-
-    def consume(s, e, r, g, v):
-        a = g.abs().to(dt)
-        total.index_add_(0, r, a)
-        total_sq.index_add_(0, r, a * a)
-
-    engine.run(n_samples * b, make, consume)
-    mean, mean_sq = total / n_samples, total_sq / n_samples
-    raw = {"smoothgrad": mean, "smoothgrad_sq": mean_sq, "vargrad": mean_sq - mean * mean}[nt_type]
-    return MethodOutput(raw, None, _full(b, n_samples))
-
-
-def gradient_shap(
-    engine: GradientEngine, x: Tensor, dist: Tensor, n_samples: int, stdev: float, seed: int
-) -> MethodOutput:
-    """Expected gradients (Captum's GradientShap): mean over samples of ``(x + e - x'_k) * dF/dx`` at
-    ``x'_k + a (x + e - x'_k)``, with ``k`` a random baseline of ``dist`` ``[n, seq, hidden]``, ``a ~ U[0, 1)`` and
-    ``e ~ N(0, stdev^2)``."""
-    b = x.shape[0]
-    dt = _acc_dtype(x)
-    raw = torch.zeros(x.shape, dtype=dt, device=x.device)
-    keep = engine.inputs.attributed.unsqueeze(-1)
-    n_base = dist.shape[0]
-    made: dict[str, Tensor] = {}
-
-    def make(s, e):
-        exs, ks, als, noises = [], [], [], []
-        for p in range(s, e):
-            i, smp = p // n_samples, p % n_samples
-            k, a, noise = point_draws(seed, i, smp, tuple(x.shape[1:]), stdev, n_base, x.dtype)
-            exs.append(i)
-            ks.append(k)
-            als.append(a)
-            noises.append(noise)
-        ex = torch.tensor(exs, device=x.device)
-        xn = x[ex] + torch.stack(noises).to(x.device) * keep[ex].to(x.dtype)
-        bk = torch.where(keep[ex], dist[torch.tensor(ks, device=x.device)], x[ex])
-        al = torch.tensor(als, dtype=x.dtype, device=x.device).view(-1, 1, 1)
-        made["d"] = xn - bk
-        return al * xn + (1 - al) * bk, ex
-
-    def consume(s, e, r, g, v):
-        raw.index_add_(0, r, (made["d"] * g).to(dt))
-
-    engine.run(n_samples * b, make, consume)
-    return MethodOutput(raw / n_samples, None, _full(b, n_samples))

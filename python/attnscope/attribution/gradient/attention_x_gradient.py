@@ -17,8 +17,44 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from ..capturing import capture
-from ..ops import attention_grad_relevance
+from ...capturing import capture
+from ...ops import attention_grad_relevance
+from ...results.attribution import AttributionResult
+from ..base import AttributionMethod, Request
+from ..chunking import progress_bar
+from ..scope import scoped_model
+from .base import MethodOutput, gradient_result
+
+__all__ = ["AttentionXGradient", "attention_x_gradient", "relevance_rows"]
+
+
+class AttentionXGradient(AttributionMethod):
+    """One captured forward and one backward; no hidden axis (``raw`` is ``scores[..., None]``)."""
+
+    name = "attention_x_gradient"
+
+    def run(self, request: Request) -> AttributionResult:
+        model, tokenizer, tgt, original = request.model, request.tokenizer, request.target, request.inputs
+        with scoped_model(model):
+            prepared = tgt.extend(original, tokenizer, model)
+            rows = torch.arange(prepared.batch, device=prepared.input_ids.device)
+
+            def score(outputs):
+                tgt.bind(outputs, prepared, model, tokenizer)
+                return tgt(outputs, rows, prepared.attention_mask)
+
+            def position(outputs) -> str:
+                logits = getattr(outputs, "logits", None)
+                if isinstance(logits, Tensor) and logits.dim() == 3:
+                    return "last"  # causal LMs: the row that predicts
+                return "mean" if getattr(tgt, "name", "") == "similarity" else "first"  # pooled encoders / [CLS]
+
+            with progress_bar(1, "attention_x_gradient", "pass", request.progress, 2) as bar:
+                scores, f_input = attention_x_gradient(model, prepared.forward_kwargs(rows), score, position=position)
+                bar.update(1)
+        n_used = torch.ones(prepared.batch, dtype=torch.long)  # one forward and one backward
+        out = MethodOutput(raw=scores.unsqueeze(-1), delta=None, n_steps_used=n_used, f_input=f_input)
+        return gradient_result(scores.unsqueeze(-1), prepared, original, tokenizer, self.name, tgt, out)
 
 
 def relevance_rows(relevance: Tensor, attention_mask: Tensor, position: str) -> Tensor:
@@ -43,7 +79,7 @@ def attention_x_gradient(model: nn.Module, inputs: dict[str, Tensor], score: Cal
 
     ``position`` is "last", "first", "mean", or a function of the model outputs returning one of them.
     """
-    from ..adapters import find_word_embeddings
+    from ...adapters import find_word_embeddings
 
     # The attention outputs must carry a graph even when the parameters are frozen: start it at the embeddings.
     handle = find_word_embeddings(model).register_forward_hook(lambda _m, _i, out: out.detach().requires_grad_())

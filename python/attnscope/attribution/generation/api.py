@@ -1,0 +1,225 @@
+"""Generation attribution: which prompt and earlier generated tokens produced each generated token.
+
+One teacher-forced pass over ``prompt + generated`` serves every generated token: the value of step ``t`` (the
+probability, log-probability or logit of generated token ``t``, or a contrast) is read at position ``P + t - 1``,
+and causality makes the tokens after that position irrelevant to it. The gradient methods then need one backward
+per step, and they are run together:
+
+* ``is_grads_batched`` (the default engine): one forward; the backward of all steps runs vmapped over the one-hot
+  vectors of a chunk of steps. It is used when it runs without torch's per-sample batching fallback: the first chunk
+  runs with warnings turned into errors, and any warning or error switches to
+* the expanded batch: a chunk of steps becomes a chunk of rows (one copy of the sequence per step, cut after the
+  chunk's last needed position), one forward and one backward per chunk.
+
+Integrated gradients interpolates the whole sequence; one forward per group of interpolation points serves every
+step (``is_grads_batched``), so the per-token loop's ``T * n_steps`` forwards become ``n_steps``. Occlusion replaces
+one source token at a time and reads every step from one forward per row; rows share the key/value cache of the
+unchanged prefix. Never a generate + backward per token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ...results.generation import GenerationAttribution
+from .. import catalog
+from ..base import check_options, options_class
+from ..catalog import check_int
+from ..inputs import token_strings
+from ..scope import scoped_model
+from .run import GenerationRun
+from .step_target import StepTarget
+
+ENGINES = ("auto", "is_grads_batched", "expanded")
+
+__all__ = ["ENGINES", "attribute_generation"]
+
+
+# --- arguments ---------------------------------------------------------------------------------------------------
+def _token_ids(tokenizer: object, text: str, *, special: bool) -> list[int]:
+    if tokenizer is None:
+        raise ValueError("a text prompt or continuation needs tokenizer=; or pass token ids")
+    return [int(i) for i in tokenizer(text, add_special_tokens=special)["input_ids"]]
+
+
+def _prompt_ids(prompt: object, tokenizer: object) -> list[int]:
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise ValueError("prompt is empty: give the text (or token ids) that the model continues")
+        ids = _token_ids(tokenizer, prompt, special=True)
+    elif isinstance(prompt, Tensor):
+        if prompt.dim() == 2 and prompt.shape[0] == 1:
+            prompt = prompt[0]
+        if prompt.dim() != 1 or prompt.dtype.is_floating_point or prompt.dtype == torch.bool:
+            raise TypeError(f"prompt ids must be a 1-D integer tensor (or [1, seq]), got {prompt.dtype} "
+                            f"of shape {tuple(prompt.shape)}")
+        ids = [int(i) for i in prompt.tolist()]
+    elif isinstance(prompt, Sequence) and all(isinstance(i, int) and not isinstance(i, bool) for i in prompt):
+        ids = [int(i) for i in prompt]
+    elif isinstance(prompt, Sequence):
+        raise TypeError("attribute_generation explains one prompt at a time: pass a string or a list of token ids, "
+                        f"got a {type(prompt).__name__} of {len(prompt)} items")
+    else:
+        raise TypeError(f"prompt must be a string or token ids, got {type(prompt).__name__}")
+    if not ids:
+        raise ValueError("prompt is empty (it tokenizes to no token)")
+    return ids
+
+
+def _continuation_ids(continuation: object, tokenizer: object) -> list[int]:
+    if isinstance(continuation, str):
+        ids = _token_ids(tokenizer, continuation, special=False) if continuation else []
+        if not ids:
+            raise ValueError(f"continuation {continuation!r} tokenizes to no token: give the text to explain, or "
+                             "continuation=None to generate")
+        return ids
+    if isinstance(continuation, Tensor):
+        continuation = continuation.reshape(-1).tolist()
+    if isinstance(continuation, Sequence) and all(isinstance(i, int) and not isinstance(i, bool) for i in continuation):
+        if not continuation:
+            raise ValueError("continuation has no token ids")
+        return [int(i) for i in continuation]
+    raise TypeError(f"continuation must be a string or token ids, got {type(continuation).__name__}")
+
+
+def attribute_generation(
+    model: nn.Module,
+    tokenizer: object,
+    prompt: object,
+    *,
+    max_new_tokens: int = 20,
+    continuation: object = None,
+    method: str = "saliency",
+    target: object = "prob",
+    generation_kwargs: dict | None = None,
+    batch_size: int | str = "auto",
+    memory_budget: int | None = None,
+    engine: str = "auto",
+    progress: bool | None = None,
+    **options: Any,
+) -> GenerationAttribution:
+    """Attribute every generated token of a causal language model to the prompt and the earlier generated tokens.
+
+    Args:
+        model: a Hugging Face causal LM (decoder-only: ``*ForCausalLM``, ``GPT2LMHeadModel``...).
+        tokenizer: its tokenizer (for text prompts and continuations, and the token strings); may be None when
+            ``prompt`` and ``continuation`` are token ids.
+        prompt: one prompt, a string (tokenized with the tokenizer's special tokens, e.g. BOS) or token ids.
+        max_new_tokens: tokens to generate (greedy unless ``generation_kwargs`` say otherwise).
+        continuation: explain this text (or ids, tokenized without special tokens) instead of generating.
+        method: a method of ``ats.list_methods()`` with ``generation=True``: ``saliency`` (``|grad|`` summed over
+            the hidden axis), ``input_x_gradient``, ``integrated_gradients`` (zero-embedding baseline),
+            ``attention`` (head- and layer-mean attention of the predicting position, captured exactly), or
+            ``occlusion`` (value drop when one source token is replaced).
+        target: the value of each step: ``prob`` (default), ``logprob``, ``logit``, or ``("contrast", token)`` for
+            ``logprob(generated) - logprob(token)`` (one alternative, or one per generated token).
+        generation_kwargs: extra arguments of ``model.generate`` (default greedy, ``do_sample=False``).
+        batch_size: steps (rows) per backward, or "auto" from ``memory_budget``.
+        memory_budget: bytes one chunk may use; default a quarter of the available memory.
+        engine: ``auto`` (``is_grads_batched`` if it runs without a batching fallback, else ``expanded``), or
+            either one forced.
+        progress: a progress bar over chunks; None shows it for long runs only.
+        **options: the method's generation options (the catalog's ``generation_options``):
+            integrated_gradients ``n_steps`` (32) and ``integration`` (gausslegendre); occlusion
+            ``replacement_token`` (an id or token string; default pad, unk, mask, else 0).
+
+    Returns:
+        :class:`~attnscope.results.GenerationAttribution`: ``matrix [generated, prompt + generated]`` (zero right of
+        the diagonal), ``prompt_tokens``, ``generated_tokens``, ``step_scores``.
+    """
+    spec, opts, embeddings, vocab = _check_arguments(model, method, max_new_tokens, batch_size, memory_budget,
+                                                     engine, generation_kwargs, continuation, options)
+    prompt_ids = _prompt_ids(prompt, tokenizer)
+    _check_ids(prompt_ids, vocab, "prompt")
+    device = embeddings.weight.device
+    with scoped_model(model):
+        if continuation is None:
+            generated = _generate(model, tokenizer, prompt_ids, max_new_tokens, generation_kwargs or {}, device)
+        else:
+            generated = _continuation_ids(continuation, tokenizer)
+            _check_ids(generated, vocab, "continuation")
+        step_target = StepTarget(target, tokenizer, len(generated), vocab)
+        run = GenerationRun(model, embeddings, prompt_ids, generated, step_target, device, tokenizer=tokenizer,
+                            vocab=vocab, engine=engine)
+        run.configure(batch_size, memory_budget, progress)
+        run.step_values()
+        matrix = spec.load().explain_generation(run, opts)
+
+    matrix = matrix.float() * run.causal_mask().to(matrix.device)
+    return GenerationAttribution(
+        matrix=matrix.detach().cpu(),
+        prompt_ids=torch.tensor(prompt_ids, dtype=torch.long),
+        generated_ids=torch.tensor(generated, dtype=torch.long),
+        prompt_tokens=token_strings(tokenizer, prompt_ids),
+        generated_tokens=token_strings(tokenizer, generated),
+        step_scores=run.step_scores.detach().float().cpu(),
+        method=method,
+        target=step_target.describe(),
+        engine=run.engine_used,
+        n_forwards=run.n_forwards,
+    )
+
+
+def _check_arguments(model, method, max_new_tokens, batch_size, memory_budget, engine, generation_kwargs,
+                     continuation, options):
+    """Every check that needs no forward; returns the method's entry, its options, the embeddings, the vocabulary."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module (a Hugging Face causal LM), got {type(model).__name__}")
+    cfg = getattr(model, "config", None)
+    if getattr(cfg, "is_encoder_decoder", False):
+        raise ValueError(f"{type(model).__name__} is an encoder-decoder model; attribute_generation explains "
+                         "decoder-only causal language models")
+    spec = catalog.get(method, "generation")
+    given = {k: v for k, v in options.items() if v is not None}
+    check_options(spec, given, "attribute_generation", spec.generation_options,
+                  catalog.all_option_names("generation"))
+    opts = options_class(spec, spec.generation_options)(**given)
+    spec.load().check_generation(opts)
+    check_int("max_new_tokens", max_new_tokens, 1)
+    if batch_size != "auto":
+        check_int("batch_size", batch_size, 1)
+    if memory_budget is not None:
+        check_int("memory_budget", memory_budget, 1)
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    if generation_kwargs is not None and not isinstance(generation_kwargs, dict):
+        raise TypeError(f"generation_kwargs must be a dict, got {type(generation_kwargs).__name__}")
+    if continuation is not None and generation_kwargs:
+        raise ValueError("generation_kwargs apply to generation only; drop them when a continuation is given")
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if not isinstance(embeddings, nn.Module):
+        raise TypeError(f"{type(model).__name__} has no input embeddings (get_input_embeddings()); "
+                        "attribute_generation needs a Hugging Face causal LM")
+    vocab = int(getattr(cfg, "vocab_size", 0) or embeddings.weight.shape[0])
+    return spec, opts, embeddings, vocab
+
+
+def _check_ids(ids: list[int], vocab: int, what: str) -> None:
+    for i in ids:
+        if not 0 <= i < vocab:
+            raise ValueError(f"{what} token id {i} out of range: the vocabulary has {vocab} tokens")
+
+
+def _generate(model, tokenizer, prompt_ids, max_new_tokens, generation_kwargs, device) -> list[int]:
+    if not hasattr(model, "generate"):
+        raise TypeError(f"{type(model).__name__} cannot generate (no .generate); pass continuation=")
+    kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False}
+    pad = getattr(tokenizer, "pad_token_id", None)
+    if pad is None:
+        pad = getattr(tokenizer, "eos_token_id", None)
+    if pad is not None:
+        kwargs["pad_token_id"] = pad
+    kwargs.update(generation_kwargs)
+    ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
+    generated = [int(i) for i in out[0, len(prompt_ids):].tolist()]
+    if not generated:
+        raise ValueError("the model generated no token (did generation stop at once?); pass continuation=")
+    return generated
+
+
