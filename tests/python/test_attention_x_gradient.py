@@ -66,3 +66,22 @@ def test_through_attribute_matches_chefer_reference():
     assert res.method == "attention_x_gradient" and res.scores.shape == (2, 10)
     assert (res.scores - want).abs().max().item() <= 1e-5
     assert Class  # the target vocabulary is importable next to it
+
+
+def test_similarity_with_a_reference_text_on_minilm():
+    """The reference text's forward runs before the capture (it used to run inside it, and the capture then found
+    no attention gradient); the scores equal those with the reference given as its embedding."""
+    from attribution_models import minilm
+
+    import attnscope as ats
+    from attnscope.attribution import Similarity
+
+    model, tok = minilm()
+    enc = tok(["a cat sat on the mat"], return_tensors="pt")
+    by_text = ats.attribute(model, enc, method="attention_x_gradient", target=Similarity("a dog sat"), tokenizer=tok)
+    ref = tok(["a dog sat"], return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**ref).last_hidden_state
+    by_tensor = ats.attribute(model, enc, method="attention_x_gradient", target=Similarity(hidden.mean(1)[0]))
+    torch.testing.assert_close(by_text.scores, by_tensor.scores, rtol=1e-5, atol=1e-7)
+    assert bool((by_text.scores != 0).any())

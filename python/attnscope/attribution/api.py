@@ -83,10 +83,13 @@ def attribute(
     if seed is not None:
         check_int("seed", seed, 0)
     flag("progress", progress)
+    tgt = resolve_target(target)
+    prepared = prepare_inputs(inputs, _device(model))
+    tgt.prepare(model, tokenizer)  # forwards of its own (a reference text's embedding) before any hook is installed
     request = Request(
         model=model,
-        inputs=prepare_inputs(inputs, _device(model)),
-        target=resolve_target(target),
+        inputs=prepared,
+        target=tgt,
         tokenizer=tokenizer,
         baselines=baselines,
         seed=draw_seed() if seed is None else seed,

@@ -93,6 +93,9 @@ class Target:
 
     name = "target"
 
+    def prepare(self, model: torch.nn.Module, tokenizer: object) -> None:
+        """Before any method runs (outside every hook and capture): compute what needs a forward of its own."""
+
     def extend(self, inputs: ModelInputs, tokenizer: object, model: torch.nn.Module) -> ModelInputs:
         return inputs
 
@@ -368,8 +371,7 @@ class Similarity(Target):
     pooling: str | None = None
     name = "similarity"
 
-    def bind(self, outputs, inputs, model, tokenizer):
-        hidden = _hidden(outputs)
+    def prepare(self, model, tokenizer):
         self._mode = self.pooling or pooling_from_config(model) or "mean"
         if self._mode not in _POOLINGS:
             raise ValueError(f"unknown pooling {self._mode!r}; use one of {', '.join(_POOLINGS)}")
@@ -378,10 +380,18 @@ class Similarity(Target):
             if tokenizer is None:
                 raise ValueError("Similarity with a reference text needs tokenizer=; or pass a reference embedding tensor")
             texts = [ref] if isinstance(ref, str) else list(ref)
-            enc = tokenizer(texts, return_tensors="pt", padding=True).to(hidden.device)
+            device = next((p.device for p in model.parameters()), torch.device("cpu"))
+            enc = tokenizer(texts, return_tensors="pt", padding=True).to(device)
             with torch.no_grad():
                 ref_out = model(**enc)
             ref = pool(_hidden(ref_out), enc["attention_mask"], self._mode)
+        self._ref_pooled, self._prepared_for = ref, id(model)
+
+    def bind(self, outputs, inputs, model, tokenizer):
+        hidden = _hidden(outputs)
+        if getattr(self, "_prepared_for", None) != id(model):
+            self.prepare(model, tokenizer)
+        ref = self._ref_pooled
         ref = torch.as_tensor(ref).to(hidden.device, hidden.dtype)
         if ref.dim() == 1:
             ref = ref.unsqueeze(0)
@@ -419,56 +429,51 @@ class Custom(Target):
         return f"Custom({getattr(self.fn, '__name__', repr(self.fn))})"
 
 
-class _Index(Target):
+class _Resolved(Target):
+    """A target decided on the first outputs: ``choose`` picks the concrete target, which does the rest."""
+
+    name = "resolved"
+    _inner: Target | None = None
+
+    def choose(self, logits: Tensor) -> Target:
+        raise NotImplementedError
+
+    def bind(self, outputs, inputs, model, tokenizer):
+        self._inner = self.choose(_logits(outputs))
+        self._inner.bind(outputs, inputs, model, tokenizer)
+        self.name = self._inner.name
+
+    def __call__(self, outputs, rows, attention_mask):
+        return self._inner(outputs, rows, attention_mask)
+
+    def reads_last_position(self):
+        return self._inner is not None and self._inner.reads_last_position()
+
+    def describe(self):
+        return self._inner.describe() if self._inner else self.unbound
+
+
+class _Index(_Resolved):
     """A plain int (or list of ints): a class for classifiers, a token id for LMs, decided on the outputs."""
 
     name = "index"
 
     def __init__(self, index) -> None:
         self.index = index
-        self._inner: Target | None = None
+        self.unbound = repr(index)
 
-    def bind(self, outputs, inputs, model, tokenizer):
-        logits = _logits(outputs)
-        self._inner = Class(self.index) if logits.dim() == 2 else TokenId(self.index)
-        self._inner.bind(outputs, inputs, model, tokenizer)
-        self.name = self._inner.name
-
-    def __call__(self, outputs, rows, attention_mask):
-        return self._inner(outputs, rows, attention_mask)
-
-    def reads_last_position(self):
-        return self._inner is not None and self._inner.reads_last_position()
-
-    def describe(self):
-        return self._inner.describe() if self._inner else repr(self.index)
+    def choose(self, logits):
+        return Class(self.index) if logits.dim() == 2 else TokenId(self.index)
 
 
-class _Default(Target):
+class _Default(_Resolved):
     """target=None: NextToken for language models, the predicted class for classifiers."""
 
     name = "default"
+    unbound = "default"
 
-    def __init__(self) -> None:
-        self._inner: Target | None = None
-
-    def bind(self, outputs, inputs, model, tokenizer):
-        logits = _logits(outputs)
-        if logits.dim() == 3:
-            self._inner = NextToken()
-        else:
-            self._inner = Class(logits.argmax(-1).cpu())
-        self._inner.bind(outputs, inputs, model, tokenizer)
-        self.name = self._inner.name
-
-    def __call__(self, outputs, rows, attention_mask):
-        return self._inner(outputs, rows, attention_mask)
-
-    def reads_last_position(self):
-        return self._inner is not None and self._inner.reads_last_position()
-
-    def describe(self):
-        return self._inner.describe() if self._inner else "default"
+    def choose(self, logits):
+        return NextToken() if logits.dim() == 3 else Class(logits.argmax(-1).cpu())
 
 
 def resolve_target(target: object) -> Target:
