@@ -2,36 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Sequence
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
 from .capturing.forward import capture_forward
+from .inputs import model_inputs
 from .results import AttentionResult
-
-
-def as_model_inputs(inputs: Any) -> dict[str, Tensor]:
-    """A tokenizer's output (BatchEncoding or dict) or an ``input_ids`` tensor, as forward keyword arguments."""
-    if isinstance(inputs, Tensor):
-        if inputs.dtype not in (torch.long, torch.int, torch.int32, torch.int64):
-            raise TypeError(f"an inputs tensor must hold integer input_ids, got dtype {inputs.dtype}")
-        return {"input_ids": inputs if inputs.dim() == 2 else inputs.unsqueeze(0)}
-    if isinstance(inputs, Mapping):
-        if "input_ids" not in inputs:
-            raise ValueError(
-                f"inputs has no 'input_ids' (keys: {sorted(inputs.keys())}); pass what the tokenizer returns, "
-                "e.g. tokenizer(text, return_tensors='pt'), or an input_ids tensor"
-            )
-        out = {k: v for k, v in inputs.items() if isinstance(v, Tensor)}
-        if out["input_ids"].dim() == 1:
-            out = {k: v.unsqueeze(0) for k, v in out.items()}
-        return out
-    raise TypeError(
-        f"inputs must be a tokenizer's output (BatchEncoding/dict with input_ids) or an input_ids tensor, "
-        f"got {type(inputs).__name__}"
-    )
 
 
 def capture_attention(
@@ -52,7 +29,8 @@ def capture_attention(
     Args:
         model: a Hugging Face model (any architecture whose attention goes through AttentionInterface; others
             fall back to eager ``output_attentions`` with a warning).
-        inputs: a tokenizer's output or an ``input_ids`` tensor ``[batch, seq]``.
+        inputs: a tokenizer's output, an ``input_ids`` tensor ``[batch, seq]``, or a string / list of strings with
+            ``tokenizer=`` (see :func:`attnscope.inputs.model_inputs`).
         layers: see :class:`attnscope.capture`.
         heads: see :class:`attnscope.capture`.
         reduce: see :class:`attnscope.capture`.
@@ -66,7 +44,7 @@ def capture_attention(
         AttentionResult with ``weights`` ``[layer, batch, head, query, key]`` (``[layer, batch, query, key]`` when
         reduced). Encoder-decoder models also fill ``.encoder``, ``.decoder`` and ``.cross``.
     """
-    kwargs = as_model_inputs(inputs)
+    kwargs = model_inputs(inputs, tokenizer=tokenizer, model=model).kwargs
     result, outputs = capture_forward(model, kwargs, layers=layers, heads=heads, reduce=reduce, topk=topk,
                                       entropy=entropy, grad=grad, tokenizer=tokenizer, query_chunk=query_chunk)
     if grad:

@@ -14,9 +14,10 @@ def assert_attention_matches_eager(model: Any, inputs: Any, *, atol: float = 1e-
     """Captured attention equals the model's own eager ``output_attentions`` on every non-padding query row."""
     import torch
 
-    from .api import as_model_inputs, capture_attention
+    from .api import capture_attention
+    from .inputs import model_inputs
 
-    kwargs = as_model_inputs(inputs)
+    kwargs = model_inputs(inputs, model=model).kwargs
     res = capture_attention(model, kwargs, **capture_kwargs)
     eager = copy.deepcopy(model)
     eager.set_attn_implementation("eager")
@@ -87,10 +88,10 @@ def assert_passes_randomization_check(model: Any, inputs: Any, method: str = "sa
     """
     import torch
 
-    from .api import as_model_inputs
     from .attribution import attribute
+    from .inputs import model_inputs
 
-    kwargs = as_model_inputs(inputs)
+    kwargs = model_inputs(inputs, model=model).kwargs
     mask = kwargs.get("attention_mask", torch.ones_like(kwargs["input_ids"])).bool()
     trained = attribute(model, kwargs, method=method, **attribute_kwargs).scores
     randomised = copy.deepcopy(model)

@@ -62,7 +62,7 @@ def test_resume_skips_finished_rows(corpus, tmp_path):
     original = ds.attribute
 
     def counting(model, enc, **kw):
-        calls.append(enc["input_ids"].shape[0])
+        calls.append(enc.batch)
         return original(model, enc, **kw)
 
     ds.attribute = counting

@@ -188,8 +188,18 @@ def test_nothing_installed_survives_an_error():
 
     model = tiny_models.build("llama")
     before = set(AttentionInterface._global_mapping)
-    with pytest.raises(IndexError):
-        head_stats(model, None, torch.full((1, 5), 10_000), progress=False)  # id outside the vocabulary
+
+    def fail(module, args, output):
+        raise RuntimeError("MLP failed on purpose")
+
+    handle = model.model.layers[1].mlp.register_forward_hook(fail)  # after layer 0's attention ran under capture
+    try:
+        with pytest.raises(RuntimeError, match="on purpose"):
+            head_stats(model, None, torch.ones(1, 5, dtype=torch.long), progress=False)
+    finally:
+        handle.remove()
+    with pytest.raises(ValueError, match="token id 10000, outside the model's vocabulary of 97 tokens"):
+        head_stats(model, None, torch.full((1, 5), 10_000), progress=False)  # refused before the forward
     assert set(AttentionInterface._global_mapping) == before
     assert model.config._attn_implementation == "sdpa"
     assert not math.isnan(float(head_stats(model, None, torch.ones(1, 5, dtype=torch.long),

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import ops
+from ..inputs import token_sequences
 from ..adapters import find_attention_modules
 from ..capturing import capture
 from ..results import HeadStats
@@ -60,59 +61,18 @@ def repeated_sequences(tokenizer_or_vocab_size: Any, n: int, segment_len: int, *
     return torch.cat(parts, dim=1)
 
 
-def _max_length(model: nn.Module, tokenizer: Any) -> int | None:
-    cfg = getattr(model, "config", None)
-    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        value = getattr(cfg, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    value = getattr(tokenizer, "model_max_length", None)
-    return value if isinstance(value, int) and 0 < value < 10**9 else None
-
-
 def _encode(model: nn.Module, tokenizer: Any, texts: Any, max_length: int | None) -> tuple[list[Tensor], int]:
     """Per-text 1-D input id tensors (no padding), cut to the maximum length; and how many were cut."""
-    if isinstance(texts, str):
-        texts = [texts]
-    if isinstance(texts, Tensor):
-        if texts.dtype not in (torch.int32, torch.int64) or texts.dim() not in (1, 2):
-            raise TypeError(f"an input_ids tensor must be integer [n, seq], got {texts.dtype} of shape "
-                            f"{tuple(texts.shape)}")
-        texts = {"input_ids": texts if texts.dim() == 2 else texts.unsqueeze(0)}
-    if isinstance(texts, Mapping):
-        if "input_ids" not in texts:
-            raise ValueError(f"texts as a mapping must hold 'input_ids' (keys: {sorted(texts)}); or pass a list of "
-                             "strings")
-        ids = torch.as_tensor(texts["input_ids"])
-        mask = texts.get("attention_mask")
-        mask = torch.ones_like(ids) if mask is None else torch.as_tensor(mask)
-        seqs = [row[m.bool()].long() for row, m in zip(ids, mask)]
-    else:
-        if not isinstance(texts, Sequence) or not all(isinstance(t, str) for t in texts):
-            raise TypeError("texts must be a list of strings, an input_ids tensor [n, seq] or a tokenizer's output, "
-                            f"got {type(texts).__name__}")
-        if len(texts) == 0:
-            raise ValueError("texts is empty: pass at least one text, e.g. head_stats(model, tokenizer, "
-                             "['The cat sat.'])")
-        if tokenizer is None:
-            raise ValueError("texts are strings, so head_stats needs the model's tokenizer: "
-                             "head_stats(model, tokenizer, texts)")
-        seqs = [torch.tensor(ids, dtype=torch.long) for ids in tokenizer(list(texts))["input_ids"]]
-    if not seqs:
+    if isinstance(texts, Sequence) and not isinstance(texts, (str, Tensor, Mapping)) and len(texts) == 0:
         raise ValueError("texts is empty: pass at least one text, e.g. head_stats(model, tokenizer, ['The cat sat.'])")
-    limit = max_length or _max_length(model, tokenizer)
-    truncated = 0
-    if limit is not None:
-        truncated = sum(len(s) > limit for s in seqs)
-        if truncated:
-            longest = max(len(s) for s in seqs)
-            warnings.warn(f"{truncated} of {len(seqs)} texts are longer than the model's maximum of {limit} tokens "
-                          f"(longest: {longest}); head_stats keeps their first {limit} tokens", UserWarning,
-                          stacklevel=3)
-            seqs = [s[:limit] for s in seqs]
+    if tokenizer is None and (isinstance(texts, str) or (isinstance(texts, Sequence) and
+                                                         not isinstance(texts, (Tensor, Mapping)))):
+        raise ValueError("texts are strings, so head_stats needs the model's tokenizer: "
+                         "head_stats(model, tokenizer, texts)")
+    seqs, truncated = token_sequences(texts, tokenizer=tokenizer, model=model, max_length=max_length)
     if all(len(s) == 0 for s in seqs):
         raise ValueError(f"every one of the {len(seqs)} texts encodes to zero tokens")
-    return seqs, truncated
+    return [torch.tensor(s, dtype=torch.long) for s in seqs], truncated
 
 
 def _batches(seqs: list[Tensor], batch_size: int, pad_id: int):

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import nn
 
 from ..results.attribution import AttributionResult
 from . import catalog
 from .base import AttributionMethod, Request, check_options
 from .catalog import check_int, flag
-from .inputs import prepare_inputs
+from ..inputs import model_device, model_inputs
 from .seeds import draw_seed
 from .targets import resolve_target
 
@@ -37,7 +36,8 @@ def attribute(
     Args:
         model: a Hugging Face model (or any module called as ``model(input_ids=..., attention_mask=...)``).
         inputs: a tokenizer's BatchEncoding / dict with ``input_ids`` ``[batch, seq]`` (+ ``attention_mask``,
-            ``token_type_ids``), or an ``input_ids`` tensor.
+            ``token_type_ids``; tensors or lists), an ``input_ids`` tensor, or a string / list of strings with
+            ``tokenizer=`` (see :func:`attnscope.inputs.model_inputs`).
         method: a name from ``ats.list_methods()``: gradients ``saliency``, ``input_x_gradient``,
             ``integrated_gradients``, ``smoothgrad``, ``gradient_shap``; attention ``attention_x_gradient``;
             perturbations ``occlusion``, ``lime``, ``kernel_shap``, ``shapley_sampling``. Or a method object
@@ -84,7 +84,7 @@ def attribute(
         check_int("seed", seed, 0)
     flag("progress", progress)
     tgt = resolve_target(target)
-    prepared = prepare_inputs(inputs, _device(model))
+    prepared = model_inputs(inputs, tokenizer=tokenizer, model=model, device=model_device(model))
     tgt.prepare(model, tokenizer)  # forwards of its own (a reference text's embedding) before any hook is installed
     request = Request(
         model=model,
@@ -113,9 +113,3 @@ def _method(method: object, options: dict[str, Any]) -> AttributionMethod:
     check_options(spec, options, "attribute")
     return spec.load()(**options)
 
-
-def _device(model: nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..results.attribution import AttributionResult
 from . import catalog
-from .inputs import ModelInputs
+from ..inputs import ModelInputs
 from .targets import Target
 
 __all__ = ["AttributionMethod", "Request", "check_options", "options_class"]

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from .inputs import ModelInputs
+from ..inputs import ModelInputs
 
 TOKEN_BASELINES = ("pad", "mask", "unk")
 

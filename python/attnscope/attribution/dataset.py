@@ -10,7 +10,9 @@ from typing import Any, Sequence
 import torch
 
 from ..results.dataset import DatasetAttribution
+from ..inputs import ModelInputs, model_device, model_inputs
 from .api import attribute
+from .catalog import get as method_entry
 
 ROWS = "rows.jsonl"
 
@@ -31,11 +33,11 @@ def _done_rows(out: Path | None, meta: dict) -> dict[int, dict]:
     return rows
 
 
-def _predictions(model, enc) -> list[int | None]:
+def _predictions(model, enc: ModelInputs) -> list[int | None]:
     with torch.no_grad():
-        logits = getattr(model(**enc), "logits", None)
+        logits = getattr(model(**enc.forward_kwargs(torch.arange(enc.batch))), "logits", None)
     if logits is None or logits.dim() != 2:
-        return [None] * enc["input_ids"].shape[0]
+        return [None] * enc.batch
     return logits.argmax(-1).tolist()
 
 
@@ -66,6 +68,7 @@ def attribute_dataset(
     if not all(isinstance(t, str) and t.strip() for t in texts):
         bad = next(i for i, t in enumerate(texts) if not (isinstance(t, str) and t.strip()))
         raise ValueError(f"texts[{bad}] is not a non-empty string: {texts[bad]!r}")
+    method_entry(method)  # an unknown method fails before any output is written
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     meta = {"method": method, "target": None if target is None else str(target), "n_texts": len(texts)}
@@ -85,8 +88,10 @@ def attribute_dataset(
     try:
         for start in range(0, len(todo), batch_size):
             idx = todo[start:start + batch_size]
-            enc = tokenizer([texts[i] for i in idx], padding=True, truncation=max_length is not None,
-                            max_length=max_length, return_tensors="pt")
+            # Unpadded ids (cut to max_length when given), padded by the input normaliser (a pad token even for
+            # tokenizers without one).
+            encoded = tokenizer([texts[i] for i in idx], truncation=max_length is not None, max_length=max_length)
+            enc = model_inputs(encoded, tokenizer=tokenizer, model=model, device=model_device(model), what="texts")
             batch_target = [target[i] for i in idx] if isinstance(target, list) else target
             res = attribute(model, enc, method=method, target=batch_target, tokenizer=tokenizer, **attribute_kwargs)
             preds = _predictions(model, enc)

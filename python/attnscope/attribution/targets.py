@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .inputs import ModelInputs, last_positions
+from ..inputs import ModelInputs, last_positions
 
 __all__ = [
     "Class",
@@ -237,8 +237,6 @@ class Continuation(Target):
         return out
 
     def extend(self, inputs, tokenizer, model):
-        from .inputs import extend_with_continuations
-
         self._tokens = self._token_lists(inputs.batch, tokenizer)
         pad = getattr(getattr(model, "config", None), "pad_token_id", None)
         if pad is None and tokenizer is not None:
@@ -505,3 +503,41 @@ def resolve_target(target: object) -> Target:
         f"target must be None, an int, a string, a list of those, an attnscope target (Class, TokenId, NextToken, "
         f"Continuation, Contrast, Similarity) or a callable outputs -> Tensor[batch], got {type(target).__name__}"
     )
+
+
+def extend_with_continuations(inputs: ModelInputs, continuations: list[list[int]], pad_id: int) -> ModelInputs:
+    """Insert each example's continuation token ids right after its last non-padding token (teacher forcing).
+
+    Padding after that token moves right; rows with shorter continuations get padding at the end. The appended
+    positions are not attributed; ``source_index`` maps the input's positions into the extended sequence.
+    """
+    b, n = inputs.input_ids.shape
+    c_max = max(len(c) for c in continuations)
+    device = inputs.input_ids.device
+    last = last_positions(inputs.attention_mask).tolist()
+    ids = torch.full((b, n + c_max), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros((b, n + c_max), dtype=torch.long, device=device)
+    attributed = torch.zeros((b, n + c_max), dtype=torch.bool, device=device)
+    source = torch.empty((b, n), dtype=torch.long, device=device)
+    extra = {k: v.new_zeros((b, n + c_max, *v.shape[2:])) for k, v in inputs.extra.items()}
+    for i in range(b):
+        e, cont = last[i], continuations[i]
+        keep = torch.arange(e + 1, device=device)
+        tail = torch.arange(e + 1, n, device=device)
+        new_tail = tail + len(cont)
+        ids[i, : e + 1] = inputs.input_ids[i, : e + 1]
+        ids[i, e + 1 : e + 1 + len(cont)] = torch.tensor(cont, dtype=torch.long, device=device)
+        ids[i, new_tail] = inputs.input_ids[i, tail]
+        mask[i, : e + 1] = inputs.attention_mask[i, : e + 1]
+        mask[i, e + 1 : e + 1 + len(cont)] = 1
+        mask[i, new_tail] = inputs.attention_mask[i, tail]
+        attributed[i, : e + 1] = inputs.attributed[i, : e + 1]
+        source[i, : e + 1] = keep
+        source[i, e + 1 :] = new_tail
+        for k, v in inputs.extra.items():
+            extra[k][i, : e + 1] = v[i, : e + 1]
+            if len(cont):
+                # token_type_ids and the like: the continuation continues the last segment.
+                extra[k][i, e + 1 : e + 1 + len(cont)] = v[i, e]
+            extra[k][i, new_tail] = v[i, tail]
+    return ModelInputs(ids, mask, extra, attributed=attributed, source_index=source, word_ids=inputs.word_ids)

@@ -29,7 +29,7 @@ from ...results.generation import GenerationAttribution
 from .. import catalog
 from ..base import check_options, options_class
 from ..catalog import check_int
-from ..inputs import token_strings
+from ...inputs import model_inputs, token_strings
 from ..scope import scoped_model
 from .run import GenerationRun
 from .step_target import StepTarget
@@ -46,28 +46,20 @@ def _token_ids(tokenizer: object, text: str, *, special: bool) -> list[int]:
     return [int(i) for i in tokenizer(text, add_special_tokens=special)["input_ids"]]
 
 
-def _prompt_ids(prompt: object, tokenizer: object) -> list[int]:
-    if isinstance(prompt, str):
-        if not prompt.strip():
-            raise ValueError("prompt is empty: give the text (or token ids) that the model continues")
-        ids = _token_ids(tokenizer, prompt, special=True)
-    elif isinstance(prompt, Tensor):
-        if prompt.dim() == 2 and prompt.shape[0] == 1:
-            prompt = prompt[0]
-        if prompt.dim() != 1 or prompt.dtype.is_floating_point or prompt.dtype == torch.bool:
-            raise TypeError(f"prompt ids must be a 1-D integer tensor (or [1, seq]), got {prompt.dtype} "
-                            f"of shape {tuple(prompt.shape)}")
-        ids = [int(i) for i in prompt.tolist()]
-    elif isinstance(prompt, Sequence) and all(isinstance(i, int) and not isinstance(i, bool) for i in prompt):
-        ids = [int(i) for i in prompt]
-    elif isinstance(prompt, Sequence):
+def _prompt_ids(prompt: object, tokenizer: object, model: nn.Module) -> list[int]:
+    """One prompt (a string, a 1-D or [1, seq] ids tensor, a list of ids or a tokenizer's output) as checked ids."""
+    if isinstance(prompt, str) and not prompt.strip():
+        raise ValueError("prompt is empty: give the text (or token ids) that the model continues")
+    if isinstance(prompt, Sequence) and not isinstance(prompt, str) and len(prompt) == 0:
+        raise ValueError("prompt is empty: give the text (or token ids) that the model continues")
+    if isinstance(prompt, Sequence) and not isinstance(prompt, str) and \
+            not all(isinstance(i, int) and not isinstance(i, bool) for i in prompt):
         raise TypeError("attribute_generation explains one prompt at a time: pass a string or a list of token ids, "
                         f"got a {type(prompt).__name__} of {len(prompt)} items")
-    else:
-        raise TypeError(f"prompt must be a string or token ids, got {type(prompt).__name__}")
-    if not ids:
-        raise ValueError("prompt is empty (it tokenizes to no token)")
-    return ids
+    inputs = model_inputs(prompt, tokenizer=tokenizer, model=model, what="prompt")
+    if inputs.batch != 1:
+        raise TypeError(f"attribute_generation explains one prompt at a time, got {inputs.batch} of them")
+    return inputs.input_ids[0][inputs.attention_mask[0] != 0].tolist()
 
 
 def _continuation_ids(continuation: object, tokenizer: object) -> list[int]:
@@ -133,8 +125,7 @@ def attribute_generation(
     """
     spec, opts, embeddings, vocab = _check_arguments(model, method, max_new_tokens, batch_size, memory_budget,
                                                      engine, generation_kwargs, continuation, options)
-    prompt_ids = _prompt_ids(prompt, tokenizer)
-    _check_ids(prompt_ids, vocab, "prompt")
+    prompt_ids = _prompt_ids(prompt, tokenizer, model)
     device = embeddings.weight.device
     with scoped_model(model):
         if continuation is None:

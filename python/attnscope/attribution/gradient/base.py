@@ -19,7 +19,7 @@ from ...results.attribution import AttributionResult
 from ..base import AttributionMethod, Request
 from ..baselines import resolve_baselines
 from ..chunking import choose_chunk
-from ..inputs import ModelInputs, token_strings
+from ...inputs import ModelInputs, token_strings
 from ..scope import scoped_model
 from .engine import GradientEngine
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..chunking import progress_bar
-from ..inputs import ModelInputs
+from ...inputs import ModelInputs
 from ..targets import Target
 
 # Progress bar by default from this many chunks of forward + backward on.

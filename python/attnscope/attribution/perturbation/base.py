@@ -18,7 +18,7 @@ from ... import ops
 from ...results.attribution import AttributionResult
 from ..base import AttributionMethod, Request
 from ..chunking import PERTURBATION_MAX_TOKENS, choose_chunk
-from ..inputs import ModelInputs, token_strings
+from ...inputs import ModelInputs, token_strings
 from ..scope import scoped_model
 from .engine import PerturbationEngine, resolve_features, resolve_replacement
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..inputs import ModelInputs, last_positions
+from ...inputs import ModelInputs, last_positions
 from ..targets import Target, token_id
 
 FEATURES = ("tokens", "words")
