@@ -38,6 +38,8 @@ def _example(result, batch: int) -> tuple[Tensor, list[str], list[str]]:
 def _head_labels(result, n: int) -> list[str]:
     if result.reduce is not None:
         return [result.reduce]
+    if result.method is not None and result.weights is not None and result.weights.dim() == 4:
+        return [result.method]  # a context-mixing result: one matrix per layer
     return [str(h) for h in (result.heads if result.heads is not None else range(n))]
 
 
