@@ -148,4 +148,4 @@ def per_head_value_output(block: AttentionBlock, u: Tensor, *, value_bias: bool)
     return torch.einsum("bhnk,hkd->bhnd", v, w_o)
 
 
-__all__ = ["AttentionBlock", "SUPPORTED_FAMILIES", "attention_blocks", "per_head_value_output"]
+__all__ = ["SUPPORTED_FAMILIES", "AttentionBlock", "attention_blocks", "per_head_value_output"]

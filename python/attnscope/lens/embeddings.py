@@ -157,7 +157,7 @@ class Embeddings:
         # Fix each component's sign (largest |loading| positive) so results are reproducible across LAPACKs.
         signs = torch.sign(vh[torch.arange(vh.shape[0]), vh.abs().argmax(dim=1)])
         signs[signs == 0] = 1
-        u, s = u * signs, s
+        u = u * signs
         coords = torch.zeros(len(ids), 2, dtype=torch.float64)
         m = min(2, s.numel())
         coords[:, :m] = (u[:, :m] * s[:m]).cpu()
@@ -177,4 +177,4 @@ def embeddings(model: nn.Module, tokenizer: Any) -> Embeddings:
     return Embeddings(model, tokenizer)
 
 
-__all__ = ["Embeddings", "PROJECTIONS", "SPACES", "embeddings"]
+__all__ = ["PROJECTIONS", "SPACES", "Embeddings", "embeddings"]
