@@ -342,3 +342,19 @@ def test_hooks_and_attention_function_are_removed_also_on_errors():
         assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
     ats.context_mixing(model, torch.tensor([[1, 2, 3]]), method="value_zeroing")
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def test_docs_page_python_blocks_run(tmp_path):
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "context_mixing.md"
+    code = "\n".join(re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S))
+    assert "context_mixing" in code and "neighbors" in code
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "alti_head_view.html").exists()
