@@ -128,16 +128,24 @@ def _chunk_rows(query_chunk: int | None, batch: int, seq: int, hidden: int) -> i
     return max(1, min(seq, _CHUNK_BYTES // max(1, batch * seq * hidden * 8)))
 
 
+def _mixed_rows(a: Tensor, v: Tensor, i0: int, i1: int) -> Tensor:
+    """``Σ_h a[b, h, i, k] v[b, h, k]`` for query rows ``i0:i1``, laid out ``[batch, key, row, hidden]``: one batched
+    matmul over (batch, key), and a fresh tensor the caller may overwrite (in-place work avoids allocating more
+    chunk-sized temporaries, which dominated the time)."""
+    return torch.matmul(a[:, :, i0:i1].permute(0, 3, 2, 1).contiguous(), v.permute(0, 2, 1, 3).contiguous())
+
+
 def _norm_layer(block: AttentionBlock, probs: Tensor, parts: dict[str, Tensor], per_head: bool,
                 query_chunk: int | None) -> Tensor:
     u = parts["u"].double()
     a = probs.to(u.device).double()  # [batch, head, query, key]
     f = per_head_value_output(block, u, value_bias=True)  # [batch, head, key, hidden]
     if per_head:
-        return a * f.norm(dim=-1)[:, :, None, :]
+        return a * torch.linalg.vector_norm(f, dim=-1)[:, :, None, :]
     b, n, d = u.shape
     step = _chunk_rows(query_chunk, b, n, d)
-    rows = [torch.einsum("bhik,bhkd->bikd", a[:, :, i:i + step], f).norm(dim=-1) for i in range(0, a.shape[2], step)]
+    rows = [torch.linalg.vector_norm(_mixed_rows(a, f, i0, min(n, i0 + step)), dim=-1).transpose(1, 2)
+            for i0 in range(0, n, step)]
     return torch.cat(rows, dim=1)
 
 
@@ -148,28 +156,29 @@ def _alti_layer(block: AttentionBlock, probs: Tensor, parts: dict[str, Tensor], 
     lin = u - beta.double() if beta is not None else u  # the pre-norm's linear part of each x_j
     v = per_head_value_output(block, lin, value_bias=False)  # [batch, head, key, hidden]
     y = x + o  # residual + attention output (biases included): the pre-LN block output, the post-LN norm's input
+    own = x  # each token's own (residual) vector
+    target = y
     if block.post_norm is not None:
+        # The post-norm's linear part is gamma * (t - mean(t)) / sigma(y_i). Centring and gamma are linear, so they are
+        # applied to the values and residual vectors once; the 1/sigma(y_i) of row i is applied to the target instead
+        # (multiplying the target by sigma(y_i) scales every c_ij of row i by it, which the normalisation removes).
         norm = block.post_norm
-        target = parts["out"].double()
-        scale = (y.var(dim=-1, unbiased=False, keepdim=True) + norm.eps).rsqrt()  # [batch, query, 1]
-        gamma = norm.weight.double() if norm.weight is not None else None
-    else:
-        target = y
+        gamma = norm.weight.double() if norm.weight is not None else 1.0
+        v = (v - v.mean(dim=-1, keepdim=True)) * gamma
+        own = (x - x.mean(dim=-1, keepdim=True)) * gamma
+        sigma = (y.var(dim=-1, unbiased=False, keepdim=True) + norm.eps).sqrt()  # [batch, query, 1]
+        target = parts["out"].double() * sigma
     b, n, d = x.shape
     step = _chunk_rows(query_chunk, b, n, d)
     rows = []
     for i0 in range(0, n, step):
         i1 = min(n, i0 + step)
-        t = torch.einsum("bhik,bhkd->bikd", a[:, :, i0:i1], v)  # [batch, chunk, key, hidden]
+        t = _mixed_rows(a, v, i0, i1)  # [batch, key, chunk, hidden]
         idx = torch.arange(i0, i1, device=t.device)
-        t[:, idx - i0, idx] += x[:, i0:i1]  # the residual: token i's own vector
-        if block.post_norm is not None:  # LN's linear part, with the actual forward's standard deviation of y_i
-            t = (t - t.mean(dim=-1, keepdim=True)) * scale[:, i0:i1, None]
-            if gamma is not None:
-                t = t * gamma
-        out = target[:, i0:i1, None, :]
-        c = (out.abs().sum(-1) - (out - t).abs().sum(-1)).clamp_min(0)  # [batch, chunk, key]
-        rows.append(c)
+        t[:, idx, idx - i0] += own[:, i0:i1]  # the residual: token i's own vector
+        out = target[:, None, i0:i1]  # [batch, 1, chunk, hidden]
+        dist = t.sub_(out).abs_().sum(-1)  # ||x~_i - T~_i(x_j)||_1, [batch, key, chunk]
+        rows.append((out.abs().sum(-1) - dist).clamp_min_(0).transpose(1, 2))
     c = torch.cat(rows, dim=1)
     return c / c.sum(-1, keepdim=True).clamp_min(torch.finfo(c.dtype).tiny)
 
