@@ -318,6 +318,9 @@ def test_bad_arguments():
         ats.context_mixing(model, ids, method="alti", per_head=True)
     with pytest.raises(ValueError, match=r"layer 5 out of range: model has 2 layers \(0..1\)"):
         ats.context_mixing(model, ids, layers=[5])
+    with pytest.raises(ValueError, match="layers must name at least one layer"):
+        ats.context_mixing(model, ids, layers=[])
+    assert ats.context_mixing(model, ids, layers=-1).layers == [1]
     with pytest.raises(ValueError, match="query_chunk must be a positive integer"):
         ats.context_mixing(model, ids, query_chunk=0)
     with pytest.raises(ValueError, match="normalised by definition"):

@@ -39,20 +39,14 @@ def _check_method(method: Any) -> str:
 
 
 def _layers_checked(layers: Sequence[int] | int | None, n_layers: int) -> list[int]:
-    if layers is None:
+    from ..capturing.session import _normalize_layers
+
+    picked = _normalize_layers(layers, n_layers)
+    if picked is None:
         return list(range(n_layers))
-    if isinstance(layers, int):
-        layers = [layers]
-    out = []
-    for layer in layers:
-        if not isinstance(layer, int) or isinstance(layer, bool):
-            raise TypeError(f"layers must be integers, got {layer!r}")
-        if not -n_layers <= layer < n_layers:
-            raise ValueError(f"layer {layer} out of range: model has {n_layers} layers (0..{n_layers - 1})")
-        out.append(layer % n_layers)
-    if not out:
+    if not picked:
         raise ValueError("layers must name at least one layer, got an empty list")
-    return sorted(set(out))
+    return picked
 
 
 def _first(x: Any) -> Tensor:
