@@ -48,6 +48,7 @@ class Embeddings:
         bias = getattr(head, "bias", None)
         self.output_bias = bias.detach() if isinstance(bias, Tensor) else None
         self._vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+        self._unit: dict[str, Tensor] = {}
 
     # --- tokens ---------------------------------------------------------------------------------------------
     @property
@@ -107,7 +108,9 @@ class Embeddings:
         matrix = self.matrix(space)
         ids = self._ids(token)
         k = _check_k(k, self.vocab_size - 1)
-        unit = torch.nn.functional.normalize(matrix.double(), dim=-1)
+        if space not in self._unit:  # row-normalised float64 copy, made once per space
+            self._unit[space] = torch.nn.functional.normalize(matrix.double(), dim=-1)
+        unit = self._unit[space]
         sims = unit[ids] @ unit.T  # [query, vocab]
         sims[torch.arange(len(ids)), torch.tensor(ids)] = -torch.inf
         scores, found = sims.topk(k, dim=-1)
