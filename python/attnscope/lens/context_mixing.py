@@ -39,14 +39,18 @@ def _check_method(method: Any) -> str:
 
 
 def _layers_checked(layers: Sequence[int] | int | None, n_layers: int) -> list[int]:
-    from ..capturing.session import _normalize_layers
-
-    picked = _normalize_layers(layers, n_layers)
-    if picked is None:
+    """Layer indices, sorted and unique; negative ones count from the end; None = all."""
+    if layers is None:
         return list(range(n_layers))
+    picked = [layers] if isinstance(layers, int) else list(layers)
     if not picked:
         raise ValueError("layers must name at least one layer, got an empty list")
-    return picked
+    for layer in picked:
+        if not isinstance(layer, int) or isinstance(layer, bool):
+            raise TypeError(f"layers must be integers, got {layer!r}")
+        if not -n_layers <= layer < n_layers:
+            raise ValueError(f"layer {layer} out of range: model has {n_layers} layers (0..{n_layers - 1})")
+    return sorted({layer % n_layers for layer in picked})
 
 
 def _first(x: Any) -> Tensor:
