@@ -131,6 +131,38 @@ NOTEBOOKS = {
                       "ig.to_pandas().sort_values('score', ascending=False).head()"),
         new_code_cell("fig = occ.plot()"),
     ],
+    "05_context_mixing_organism.ipynb": [
+        new_markdown_cell("# Context mixing on the induction organism\n\nRaw attention rollout against ALTI, attention-norm "
+                          "and value zeroing: which earlier tokens end up in each second-copy position? The organism "
+                          "copies a repeated segment with a previous-token head (layer 0) and an induction head "
+                          "(layer 1), so the answer is known."),
+        new_code_cell("import os\nos.environ.setdefault('HF_HUB_OFFLINE', '1')\nimport torch\nimport attnscope as ats\n"
+                      "from attnscope.analysis import repeated_sequences\n"
+                      "model, tokenizer = ats.organisms.load('induction')\n"
+                      "S = 8\nids = repeated_sequences(tokenizer, n=16, segment_len=S, seed=7)   # [bos] + segment + segment\n"
+                      "results = {'attention': ats.capture_attention(model, ids)}\n"
+                      "for method in ('norm', 'alti', 'value_zeroing'):\n"
+                      "    results[method] = ats.context_mixing(model, ids, method=method)\n"
+                      "results['alti']"),
+        new_markdown_cell("Rollout over both layers (ALTI and value zeroing already hold the residual, so `rollout` "
+                          "chains them as they are). For each second-copy position $i$: the mass on $i - S$, the "
+                          "earlier occurrence of its token, and on $i - S + 1$, the token the induction head copies."),
+        new_code_cell("rows = list(range(S + 1, 2 * S + 1))\nmass = {}\n"
+                      "for name, res in results.items():\n"
+                      "    chained = ats.rollout(res, rows=rows).double()\n"
+                      "    for label, offset in (('earlier', 0), ('copied', 1)):\n"
+                      "        keys = torch.tensor([r - S + offset for r in rows]); keep = keys <= S\n"
+                      "        mass[name, label] = float(chained[:, torch.arange(len(rows)), keys][:, keep].mean())\n"
+                      "    print(f\"{name:>14}: earlier {mass[name, 'earlier']:.3f}  copied {mass[name, 'copied']:.3f}\")\n"
+                      "assert mass['alti', 'earlier'] > mass['attention', 'earlier'] + 0.25\n"
+                      "assert mass['alti', 'copied'] > mass['attention', 'copied'] + 0.08"),
+        new_markdown_cell("The ALTI matrices through the attention views (one matrix per layer), and the embedding "
+                          "space: the organism's segment tokens and their neighbours."),
+        new_code_cell("enc = tokenizer(['t1 t5 t9 t2 t1 t5 t9'], return_tensors='pt')\n"
+                      "ats.context_mixing(model, enc, method='alti', tokenizer=tokenizer).show('model')"),
+        new_code_cell("space = ats.embeddings(model, tokenizer)\nspace.neighbors(['t1', 't5'], k=5, space='output').show()"),
+        new_code_cell("fig = space.project([f't{i}' for i in range(24)]).plot()"),
+    ],
 }
 
 

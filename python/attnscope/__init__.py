@@ -37,8 +37,13 @@ _PUBLIC = {
     "HeadStats": ".results",
     "attention_flow": ".analysis",
     "show_config": ".environment",
+    "context_mixing": ".lens",
+    "embeddings": ".lens",
+    "Embeddings": ".lens",
+    "TokenNeighbors": ".results",
+    "EmbeddingProjection": ".results",
 }
-_SUBMODULES = {"ops", "viz", "analysis", "attribution", "organisms", "testing", "results", "capturing", "adapters"}
+_SUBMODULES = {"ops", "viz", "analysis", "attribution", "organisms", "testing", "results", "capturing", "adapters", "lens"}
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import ops, viz  # noqa: F401
@@ -50,6 +55,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .analysis import head_stats  # noqa: F401
     from .attribution import attribute, attribute_dataset, attribute_generation, list_methods  # noqa: F401
     from .results import AttentionResult, AttributionResult, GenerationAttribution, HeadStats, load  # noqa: F401
+    from .lens import Embeddings, context_mixing, embeddings  # noqa: F401
+    from .results import EmbeddingProjection, TokenNeighbors  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

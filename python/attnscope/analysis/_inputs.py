@@ -6,6 +6,7 @@ import operator
 from collections.abc import Iterable
 from typing import Any
 
+import torch
 from torch import Tensor
 
 HEAD_REDUCES = ("mean", "max")
@@ -45,7 +46,20 @@ def attention_tensor(res: Any, fn: str) -> Tensor:
             f"query={weights.shape[3]} and key={weights.shape[4]} (shape {tuple(weights.shape)}); "
             "capture without a KV cache (no generate() steps) to get square attention"
         )
-    return weights.detach().cpu()
+    weights = weights.detach().cpu()
+    if getattr(res, "method", None) is not None:
+        # A context-mixing result: scores, not probabilities; chain each row's shares (a zero row stays zero).
+        total = weights.sum(-1, keepdim=True)
+        weights = torch.where(total > 0, weights / total.clamp_min(torch.finfo(weights.dtype).tiny), weights)
+    return weights
+
+
+def residual_default(res: Any, residual: bool | None) -> bool:
+    """``residual`` as given, or (None) True unless ``res`` is a context-mixing result whose scores already account
+    for the residual stream (ALTI, value zeroing)."""
+    if residual is None:
+        return not getattr(res, "residual_included", False)
+    return bool(residual)
 
 
 def head_reduce_checked(head_reduce: str) -> str:
@@ -86,4 +100,4 @@ def on_device_of(out: Tensor, res: Any) -> Tensor:
     return out if weights.device.type == "cpu" else out.to(weights.device)
 
 
-__all__ = ["attention_tensor", "head_reduce_checked", "on_device_of", "rows_checked"]
+__all__ = ["attention_tensor", "head_reduce_checked", "on_device_of", "residual_default", "rows_checked"]

@@ -8,14 +8,14 @@ from typing import Any
 from torch import Tensor
 
 from .. import ops
-from ._inputs import attention_tensor, head_reduce_checked, on_device_of, rows_checked
+from ._inputs import attention_tensor, head_reduce_checked, on_device_of, residual_default, rows_checked
 
 
 def attention_flow(
     res: Any,
     *,
     rows: int | Iterable[int] | Tensor | None = None,
-    residual: bool = True,
+    residual: bool | None = None,
     head_reduce: str = "mean",
     normalize: bool = True,
 ) -> Tensor:
@@ -31,7 +31,8 @@ def attention_flow(
             ``query == key``.
         rows: only these output positions (negative counts from the end); all when None. Each row costs
             ``key`` max-flow problems on a graph of about ``layers · L²`` arcs.
-        residual: add the identity (the residual stream) and renormalise rows, as for :func:`rollout`.
+        residual: add the identity (the residual stream) and renormalise rows, as for :func:`rollout` (None: as
+            there, True unless the context-mixing result already includes the residual).
         head_reduce: ``"mean"`` or ``"max"`` over heads, as for :func:`rollout`.
         normalize: divide each output row by its sum, as the paper's code does (a row summing to 0 stays 0).
 
@@ -41,7 +42,8 @@ def attention_flow(
     attn = attention_tensor(res, "attention_flow")
     picked = rows_checked(rows, attn.shape[3])
     out = ops.attention_flow(
-        attn, residual=residual, head_reduce=head_reduce_checked(head_reduce), rows=picked, normalize=normalize
+        attn, residual=residual_default(res, residual), head_reduce=head_reduce_checked(head_reduce), rows=picked,
+        normalize=normalize,
     )
     return on_device_of(out, res)
 

@@ -8,13 +8,13 @@ from typing import Any
 from torch import Tensor
 
 from .. import ops
-from ._inputs import attention_tensor, head_reduce_checked, on_device_of, rows_checked
+from ._inputs import attention_tensor, head_reduce_checked, on_device_of, residual_default, rows_checked
 
 
 def rollout(
     res: Any,
     *,
-    residual: bool = True,
+    residual: bool | None = None,
     head_reduce: str = "mean",
     rows: int | Iterable[int] | Tensor | None = None,
 ) -> Tensor:
@@ -27,7 +27,9 @@ def rollout(
         res: an ``AttentionResult`` (its ``.weights``, ``[layer, batch, head, query, key]`` or, with heads already
             reduced, ``[layer, batch, query, key]``) or a Tensor ``[layer, batch, head, query, key]``, with
             ``query == key``.
-        residual: account for the residual connection by adding the identity and renormalising rows.
+        residual: account for the residual connection by adding the identity and renormalising rows. None: True,
+            except for a context-mixing result whose scores already include the residual stream (ALTI, value
+            zeroing; ``res.residual_included``). A context-mixing result's rows are normalised to sum to 1 first.
         head_reduce: ``"mean"`` or ``"max"`` over heads.
         rows: only these query positions (negative counts from the end), computed by vector-matrix products:
             O(layers·L²) instead of O(layers·L³).
@@ -38,7 +40,7 @@ def rollout(
     """
     attn = attention_tensor(res, "rollout")
     picked = rows_checked(rows, attn.shape[3])
-    out = ops.rollout(attn, residual=residual, head_reduce=head_reduce_checked(head_reduce), rows=picked)
+    out = ops.rollout(attn, residual=residual_default(res, residual), head_reduce=head_reduce_checked(head_reduce), rows=picked)
     return on_device_of(out, res)
 
 

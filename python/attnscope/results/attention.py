@@ -27,6 +27,10 @@ class AttentionResult:
         attention_mask: ``[batch, key]`` padding mask of the inputs (1 = token), when known.
         tokens: token strings per example, when a tokenizer was given.
         encoder, decoder, cross: per-stack results of encoder-decoder models (same layout).
+        method: None for attention weights; "norm", "alti" or "value_zeroing" for a context-mixing result
+            (``attnscope.context_mixing``), whose ``weights`` are mixing scores, not probabilities.
+        residual_included: the scores already account for the residual stream (ALTI, value zeroing), so rollout and
+            flow chain them without adding the identity.
     """
 
     weights: Tensor | None
@@ -42,6 +46,8 @@ class AttentionResult:
     encoder: AttentionResult | None = None
     decoder: AttentionResult | None = None
     cross: AttentionResult | None = None
+    method: str | None = None
+    residual_included: bool = False
     outputs: Any = field(default=None, repr=False, metadata={"persist": False})
     _grad_parts: list[Callable[[], Tensor | None]] | None = field(default=None, repr=False)
 
@@ -157,6 +163,7 @@ class AttentionResult:
         stacks = [name for name in ("encoder", "decoder", "cross") if getattr(self, name) is not None]
         return (
             f"AttentionResult(layers={self.layers}, weights={shape}, heads={self.heads}, reduce={self.reduce!r}"
+            + (f", method={self.method!r}" if self.method is not None else "")
             + (f", also={extra}" if extra else "")
             + (f", stacks={stacks}" if stacks else "")
             + ")"

@@ -35,9 +35,16 @@ def _example(result, batch: int) -> tuple[Tensor, list[str], list[str]]:
     return w, [label(i + offset) for i in queries], [label(i) for i in keys]
 
 
+def _measure(result) -> str:
+    """What the matrices hold: "attention", or a context-mixing method ("alti", ...)."""
+    return getattr(result, "method", None) or "attention"
+
+
 def _head_labels(result, n: int) -> list[str]:
     if result.reduce is not None:
         return [result.reduce]
+    if result.method is not None and result.weights is not None and result.weights.dim() == 4:
+        return [result.method]  # a context-mixing result: one matrix per layer
     return [str(h) for h in (result.heads if result.heads is not None else range(n))]
 
 
@@ -64,7 +71,7 @@ def head_view(result, *, batch: int = 0, top: int = 8, min_weight: float = 0.01)
     data = {"queries": queries, "keys": keys, "layers": [str(layer) for layer in result.layers],
             "heads": _head_labels(result, w.shape[1]), "rows": rows}
     height = min(900, 90 + 18 * max(len(queries), len(keys)))
-    return View("head", data, token_count=len(keys), title="attnscope · attention head view", height=height)
+    return View("head", data, token_count=len(keys), title=f"attnscope · {_measure(result)} head view", height=height)
 
 
 def model_view(result, *, batch: int = 0) -> View:
@@ -83,7 +90,7 @@ def model_view(result, *, batch: int = 0) -> View:
              for li in range(w.shape[0])]
     data = {"layers": [str(layer) for layer in result.layers], "heads": _head_labels(result, w.shape[1]),
             "cells": cells, "n": size, "labels": labels}
-    return View("model", data, token_count=len(keys), title="attnscope · attention model view", height=720)
+    return View("model", data, token_count=len(keys), title=f"attnscope · {_measure(result)} model view", height=720)
 
 
 def plot(result, *, batch: int = 0, layer: int | None = None, head: int = 0):

@@ -260,7 +260,61 @@
     root.appendChild(box);
   }
 
-  var RENDER = { tokens: renderTokens, head: renderHead, model: renderModel, matrix: renderMatrix };
+  // --- tables (token neighbours) ------------------------------------------------------------------------
+  function renderTable(root, data) {
+    data.tables.forEach(function (t) {
+      var box = el("div", "ats-table-box");
+      if (t.title) box.appendChild(el("div", "ats-table-title", t.title));
+      var table = el("table", "ats-table"), head = el("tr");
+      t.columns.forEach(function (c) { head.appendChild(el("th", null, c)); });
+      table.appendChild(head);
+      t.rows.forEach(function (row) {
+        var tr = el("tr");
+        row.forEach(function (cell) { tr.appendChild(el("td", null, cell)); });
+        table.appendChild(tr);
+      });
+      box.appendChild(table);
+      root.appendChild(box);
+    });
+  }
+
+  // --- labelled 2-D scatter plot (embedding projections) -------------------------------------------------
+  function renderScatter(root, data) {
+    var tip = tooltip(root), W = 760, H = 540, pad = 48;
+    var xs = data.points.map(function (p) { return p[0]; }), ys = data.points.map(function (p) { return p[1]; });
+    var x0 = Math.min.apply(null, xs.concat([0])), x1 = Math.max.apply(null, xs.concat([0]));
+    var y0 = Math.min.apply(null, ys.concat([0])), y1 = Math.max.apply(null, ys.concat([0]));
+    var sx = function (x) { return pad + (x1 > x0 ? (x - x0) / (x1 - x0) : 0.5) * (W - 2 * pad); };
+    var sy = function (y) { return H - pad - (y1 > y0 ? (y - y0) / (y1 - y0) : 0.5) * (H - 2 * pad); };
+    var c = el("canvas");
+    c.width = W; c.height = H;
+    var ctx = c.getContext("2d");
+    ctx.strokeStyle = "#bbb"; ctx.beginPath();
+    ctx.moveTo(pad, sy(0)); ctx.lineTo(W - pad, sy(0)); ctx.moveTo(sx(0), pad); ctx.lineTo(sx(0), H - pad); ctx.stroke();
+    ctx.font = "11px sans-serif"; ctx.textBaseline = "bottom";
+    data.points.forEach(function (p, i) {
+      ctx.fillStyle = "#4a78c2"; ctx.beginPath(); ctx.arc(sx(p[0]), sy(p[1]), 3.5, 0, 2 * Math.PI); ctx.fill();
+      ctx.fillStyle = "#222"; ctx.fillText(data.labels[i], sx(p[0]) + 4, sy(p[1]) - 2, 140);
+    });
+    ctx.fillStyle = "#555"; ctx.textAlign = "center"; ctx.fillText(data.x_title, W / 2, H - 6);
+    ctx.save(); ctx.translate(14, H / 2); ctx.rotate(-Math.PI / 2); ctx.fillText(data.y_title, 0, 0); ctx.restore();
+    c.addEventListener("mousemove", function (ev) {
+      var rect = c.getBoundingClientRect(), mx = ev.clientX - rect.left, my = ev.clientY - rect.top, best = -1, bd = 64;
+      data.points.forEach(function (p, i) {
+        var d = Math.pow(sx(p[0]) - mx, 2) + Math.pow(sy(p[1]) - my, 2);
+        if (d < bd) { bd = d; best = i; }
+      });
+      if (best >= 0) tip.show(data.labels[best] + "\n" + fmt(data.points[best][0]) + ", " + fmt(data.points[best][1]), ev);
+      else tip.hide();
+    });
+    c.addEventListener("mouseleave", tip.hide);
+    var box = el("div", "ats-scatter");
+    box.appendChild(c);
+    root.appendChild(box);
+  }
+
+  var RENDER = { tokens: renderTokens, head: renderHead, model: renderModel, matrix: renderMatrix, table: renderTable,
+                 scatter: renderScatter };
   var roots = document.querySelectorAll(".attnscope-view:not([data-rendered])");
   Array.prototype.forEach.call(roots, function (root) {
     root.setAttribute("data-rendered", "1");
