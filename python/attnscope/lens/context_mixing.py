@@ -283,7 +283,7 @@ def context_mixing(
         scores already account for the residual stream, so :func:`attnscope.rollout` chains them as they are).
         Padding rows and columns are 0.
     """
-    from ..attribution.inputs import prepare_inputs, token_strings
+    from ..inputs import model_device, model_inputs, token_strings
 
     method = _check_method(method)
     if not isinstance(model, nn.Module):
@@ -301,8 +301,8 @@ def context_mixing(
         raise ValueError("model is in training mode (dropout would make the scores random); call model.eval() first")
     blocks = attention_blocks(model)
     picked = _layers_checked(layers, len(blocks))
-    device = next(model.parameters()).device
-    prepared = prepare_inputs(inputs, device)
+    device = model_device(model)
+    prepared = model_inputs(inputs, tokenizer=tokenizer, model=model, device=device)
     kwargs = prepared.forward_kwargs(torch.arange(prepared.batch, device=device))
     mask = prepared.attention_mask != 0
     with torch.no_grad():
