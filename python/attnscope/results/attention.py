@@ -27,6 +27,8 @@ class AttentionResult:
         attention_mask: ``[batch, key]`` padding mask of the inputs (1 = token), when known.
         tokens: token strings per example, when a tokenizer was given.
         encoder, decoder, cross: per-stack results of encoder-decoder models (same layout).
+        grad_sources: one callable per layer returning that layer's dF/dP once a backward has run (set by the
+            capture engine with ``grad=True``; read through ``.grad``; not saved).
     """
 
     weights: Tensor | None
@@ -43,14 +45,16 @@ class AttentionResult:
     decoder: AttentionResult | None = None
     cross: AttentionResult | None = None
     outputs: Any = field(default=None, repr=False, metadata={"persist": False})
-    _grad_parts: list[Callable[[], Tensor | None]] | None = field(default=None, repr=False)
+    grad_sources: list[Callable[[], Tensor | None]] | None = field(
+        default=None, repr=False, metadata={"persist": False}
+    )
 
     @property
     def grad(self) -> Tensor | None:
         """dF/dP for whatever was back-propagated (``grad=True``), laid out like ``weights``; None before."""
-        if not self._grad_parts:
+        if not self.grad_sources:
             return None
-        parts = [part() for part in self._grad_parts]
+        parts = [part() for part in self.grad_sources]
         if any(p is None for p in parts):
             return None
         return torch.stack(parts)
