@@ -390,8 +390,6 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         if self.tokenizer is not None and ids is not None:
             result.tokens = [self.tokenizer.convert_ids_to_tokens(row.tolist()) for row in ids]
 
-    _attach_inputs = attach_inputs  # the name api.py calls today; to go when it calls attach_inputs
-
     @property
     def result(self) -> AttentionResult:
         """The AttentionResult of the last recorded sequence."""
