@@ -23,6 +23,8 @@ _PUBLIC = {
     "AttentionResult": ".results",
     "load": ".results",
     "capture": ".capturing",
+    "CaptureConsumer": ".capturing",
+    "AttentionEvent": ".capturing",
     "capture_attention": ".api",
     "config": ".environment",
     "rollout": ".analysis",
@@ -48,7 +50,7 @@ _SUBMODULES = {"ops", "viz", "analysis", "attribution", "organisms", "testing", 
 if TYPE_CHECKING:  # pragma: no cover
     from . import ops, viz  # noqa: F401
     from .api import capture_attention  # noqa: F401
-    from .capturing import capture  # noqa: F401
+    from .capturing import AttentionEvent, CaptureConsumer, capture  # noqa: F401
     from .environment import config, show_config  # noqa: F401
     from .analysis import attention_flow, rollout  # noqa: F401
     from . import analysis, organisms  # noqa: F401

@@ -15,9 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from .. import ops
+from ..capturing import AttentionEvent, capture
 from ..inputs import token_sequences
-from ..adapters import find_attention_modules
-from ..capturing import capture
 from ..results import HeadStats
 
 STAT_NAMES: tuple[str, ...] = ops.HEAD_STAT_NAMES
@@ -133,24 +132,25 @@ def stats_from_weights(weights: Tensor, input_ids: Tensor, valid: Tensor, segmen
 
 # --- the public function -------------------------------------------------------------------------------------------
 class _Accumulator:
-    """The per-call consumer installed through CaptureOptions.stats: runs the op, pools sums per layer."""
+    """A capture consumer (``attnscope.capturing.CaptureConsumer``): runs the op on each call's q and k, pools the
+    sums per layer. It needs no probabilities from the engine: the op computes them inside its chunk loop."""
 
-    def __init__(self, slots: dict, segment_len: int) -> None:
-        self.slots = slots
+    needs_probs = False
+
+    def __init__(self, segment_len: int) -> None:
         self.segment_len = segment_len
-        self.input_ids: Tensor | None = None
-        self.valid: Tensor | None = None
         self.sums: dict[int, Tensor] = {}
         self.counts: dict[int, Tensor] = {}
 
-    def __call__(self, module: nn.Module, query: Tensor, key: Tensor, mask: Tensor | None, **spec: Any) -> None:
-        slot = self.slots.get(module)
-        if slot is None or slot.stack not in ("main", "encoder", "decoder") or key.shape[2] != self.input_ids.shape[1]:
+    def on_attention(self, event: AttentionEvent) -> None:
+        ids = event.inputs.get("input_ids")
+        if event.stack not in ("main", "encoder", "decoder") or ids is None or event.k_len != ids.shape[1]:
             return  # cross-attention (or a call this accumulator cannot align with the inputs)
-        device = query.device
-        r = ops.attention_head_stats(query, key, mask, **spec, input_ids=self.input_ids.to(device),
-                                     valid=self.valid.to(device), induction_period=self.segment_len)
-        self.add(slot.layer, r.sums.cpu(), r.counts.cpu())
+        mask = event.inputs.get("attention_mask")
+        valid = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask.bool()
+        r = ops.attention_head_stats(event.query, event.key, spec=event.spec, input_ids=ids, valid=valid,
+                                     induction_period=self.segment_len)
+        self.add(event.layer, r.sums.cpu(), r.counts.cpu())
 
     def add(self, layer: int, sums: Tensor, counts: Tensor) -> None:
         s, c = sums.sum(0), counts.sum(0)
@@ -233,15 +233,12 @@ def head_stats(
     pad_id = getattr(tokenizer, "pad_token_id", None)
     pad_id = 0 if pad_id is None else int(pad_id)
 
-    slots = find_attention_modules(model)
-    acc = _Accumulator(slots, segment_len or 0)
-    cap = capture(model, query_chunk=query_chunk)
-    cap.options.stats = acc
+    acc = _Accumulator(segment_len or 0)
+    cap = capture(model, query_chunk=query_chunk, consumers=[acc], record=False)
     device = next(model.parameters()).device
     batches = list(_batches(seqs, batch_size, pad_id))
     with torch.no_grad(), cap:
         for ids, mask in tqdm(batches, desc="head_stats", unit="batch", disable=not progress, leave=False):
-            acc.input_ids, acc.valid = ids, mask.bool()
             calls_before = cap.calls
             model(input_ids=ids.to(device), attention_mask=mask.to(device))
             if cap.calls == calls_before:

@@ -8,7 +8,7 @@ from typing import Any
 from torch import Tensor
 
 from .. import ops
-from ._inputs import attention_tensor, head_reduce_checked, on_device_of, residual_default, rows_checked
+from .checks import attention_tensor, head_reduce_checked, on_device_of, residual_default, rows_checked
 
 
 def rollout(

@@ -30,7 +30,7 @@ def capture_forward(model: nn.Module, kwargs: dict[str, Tensor], *, grad: bool =
     if cap.calls == 0:
         result, outputs = eager_capture(model, kwargs, cap.layers, cap.options)
         cap.inputs = kwargs
-        cap._attach_inputs(result)
+        cap.attach_inputs(result)
     else:
         result = cap.result
     return result, outputs

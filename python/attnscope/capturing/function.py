@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from .. import ops
+from ..ops import AttentionSpec
 
 
 @dataclass
@@ -25,9 +26,8 @@ class CaptureOptions:
     entropy: bool = False
     grad: bool = False
     query_chunk: int = 0
-    # Head statistics mode: a callable (module, query, key, mask, **attention_spec) that consumes each call
-    # (see attnscope.analysis.head_stats); the layer output is the model's own and no weights are kept.
-    stats: Callable[..., None] | None = None
+    # False: nothing is kept for cap.results (only consumers see the calls); the layer output is the model's own.
+    record: bool = True
 
     @property
     def keep_weights(self) -> bool:
@@ -91,24 +91,12 @@ def _reduce_heads(t: Tensor, opts: CaptureOptions) -> Tensor:
     return t
 
 
-def attend(
-    opts: CaptureOptions,
-    original: Callable,
-    original_is_eager: bool,
-    module: nn.Module,
-    query: Tensor,
-    key: Tensor,
-    value: Tensor,
-    attention_mask: Tensor | None,
-    kwargs: dict,
-) -> tuple[Tensor, AttentionCall]:
-    """Run one attention call: the layer output and the captured probabilities."""
-    heads, q_len, k_len = query.shape[1], query.shape[2], key.shape[2]
-    if opts.heads is not None and max(opts.heads) >= heads:
-        raise ValueError(f"head {max(opts.heads)} out of range: the model has {heads} heads (0..{heads - 1})")
+def call_spec(module: nn.Module, query: Tensor, key: Tensor, attention_mask: Tensor | None, kwargs: dict,
+              query_chunk: int) -> AttentionSpec:
+    """The attention arguments of one call as the ops take them (from the module and the interface's kwargs)."""
+    k_len = key.shape[2]
     scaling = kwargs.get("scaling")
     scaling = query.shape[-1] ** -0.5 if scaling is None else float(scaling)
-    softcap = float(kwargs.get("softcap") or 0.0)
     sinks = kwargs.get("s_aux")
     if sinks is None and isinstance(getattr(module, "sinks", None), Tensor):
         sinks = module.sinks
@@ -122,22 +110,62 @@ def attend(
         window = int(kwargs.get("sliding_window") or 0) if is_causal else 0
         if mask is not None:  # a [batch, key] padding mask (flash-attention style)
             mask = mask.bool()[:, None, None, :]
-    exotic = (softcap > 0 or sinks is not None) and not original_is_eager
-    common = dict(scale=scaling, is_causal=is_causal, window=window, softcap=softcap, sinks=sinks,
-                  query_chunk=opts.query_chunk)
-    if opts.stats is not None:
+    return AttentionSpec(mask=mask, scale=scaling, is_causal=is_causal, window=window,
+                         softcap=float(kwargs.get("softcap") or 0.0), sinks=sinks, query_chunk=query_chunk)
+
+
+class Attended(NamedTuple):
+    """What :func:`attend` returns for one attention call."""
+
+    output: Tensor  # [batch, q, heads, head_dim], as attention functions return it
+    call: AttentionCall | None  # what is recorded for cap.results; None when the scope records nothing
+    spec: AttentionSpec
+    probs: Tensor | None  # detached [batch, heads, q, k] when asked for (for consumers that need them)
+
+
+def attend(
+    opts: CaptureOptions,
+    original: Callable,
+    original_is_eager: bool,
+    module: nn.Module,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attention_mask: Tensor | None,
+    kwargs: dict,
+    *,
+    want_probs: bool = False,
+) -> Attended:
+    """Run one attention call: the layer output, the captured probabilities and the call's attention spec."""
+    heads, q_len, k_len = query.shape[1], query.shape[2], key.shape[2]
+    if opts.record and opts.heads is not None and max(opts.heads) >= heads:
+        raise ValueError(f"head {max(opts.heads)} out of range: the model has {heads} heads (0..{heads - 1})")
+    spec = call_spec(module, query, key, attention_mask, kwargs, opts.query_chunk)
+    exotic = (spec.softcap > 0 or spec.sinks is not None) and not original_is_eager
+    probs = None
+    if not opts.record or not (opts.wants_full or exotic):
         # SDPA would not compute what eager does with soft-capping or sinks: the module's eager function then.
-        output, _ = (eager_function_of(module) if exotic else original)(module, query, key, value, attention_mask,
-                                                                         **kwargs)
+        fn = eager_function_of(module) if exotic and not opts.record else original
+        output, _ = fn(module, query, key, value, attention_mask, **kwargs)
+        if want_probs:
+            with torch.no_grad():
+                probs = ops.attention_probs(query.detach(), key.detach(), spec=spec.detached())
+        if not opts.record:
+            return Attended(output, None, spec, probs)
         with torch.no_grad():
-            opts.stats(module, query.detach(), key.detach(), mask,
-                       **{**common, "sinks": None if sinks is None else sinks.detach()})
-        return output, AttentionCall(None, None, None, None, q_len, k_len)
-    if opts.wants_full or exotic:
-        probs = ops.attention_probs(query, key, mask, **common)
-        output = _probs_times_values(probs, value)
+            r = ops.attention_probs_reduced(
+                query.detach(), key.detach(), spec=spec.detached(), heads=opts.heads, reduce=opts.reduce,
+                keep_weights=opts.keep_weights, topk=opts.topk, entropy=opts.entropy,
+            )
+        weights = r.weights if opts.keep_weights else None
+        topk_values, topk_indices = (r.topk_values, r.topk_indices) if opts.topk else (None, None)
+        entropy = r.entropy if opts.entropy else None
+    else:
+        full = ops.attention_probs(query, key, spec=spec)
+        output = _probs_times_values(full, value)
         with torch.no_grad():
-            p = probs.detach()
+            p = full.detach()
+            probs = p if want_probs else None
             weights = _reduce_heads(p, opts) if opts.keep_weights else None
             sel = p if opts.heads is None else p[:, opts.heads]
             topk_values = topk_indices = entropy = None
@@ -145,17 +173,6 @@ def attend(
                 topk_values, topk_indices = sel.topk(opts.topk, dim=-1)
             if opts.entropy:
                 entropy = -torch.where(sel > 0, sel * sel.log(), torch.zeros_like(sel)).sum(-1)
-    else:
-        output, _ = original(module, query, key, value, attention_mask, **kwargs)
-        with torch.no_grad():
-            r = ops.attention_probs_reduced(
-                query.detach(), key.detach(), mask, **{**common, "sinks": None if sinks is None else sinks.detach()},
-                heads=opts.heads, reduce=opts.reduce, keep_weights=opts.keep_weights, topk=opts.topk,
-                entropy=opts.entropy,
-            )
-        weights = r.weights if opts.keep_weights else None
-        topk_values, topk_indices = (r.topk_values, r.topk_indices) if opts.topk else (None, None)
-        entropy = r.entropy if opts.entropy else None
     call = AttentionCall(weights, topk_values, topk_indices, entropy, q_len, k_len)
     if opts.grad and output.requires_grad:
         v = value.detach()
@@ -165,4 +182,4 @@ def attend(
                 call.grad = _reduce_heads(_grad_wrt_probs(grad_out, v).float(), opts)
 
         output.register_hook(hook)
-    return output, call
+    return Attended(output, call, spec, probs)

@@ -1,14 +1,19 @@
 """``attnscope.capture``: a scope in which every attention call of a model is recorded.
 
 On enter, an attention function (and the matching mask function) is registered with transformers'
-AttentionInterface / AttentionMaskInterface under a name unique to this scope, and every config of the model is
-switched to it. On exit, also after an exception, the configs get their previous implementation back and the
-registrations are removed: no global state survives the scope.
+AttentionInterface / AttentionMaskInterface under a name unique to this scope, every config of the model is
+switched to it, and a forward pre-hook on the model notes each forward's inputs (for consumers). On exit, also
+after an exception, the configs get their previous implementation back, the registrations and the hook are
+removed: no global state survives the scope.
+
+Consumers (``consumers=[...]`` or :meth:`capture.add_consumer`, see :mod:`attnscope.capturing.consumers`) see every
+captured attention call; head statistics are one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -19,6 +24,7 @@ from torch import Tensor, nn
 
 from ..adapters import AttentionSlot, find_attention_modules
 from ..results import AttentionResult
+from .consumers import AttentionEvent, CaptureConsumer, check_consumer
 from .function import AttentionCall, CaptureOptions, attend, eager_function_of
 
 _REDUCE = (None, "mean", "max", "sum")
@@ -80,6 +86,11 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         grad: record dF/dP of whatever is back-propagated through the captured forward (``.grad``).
         tokenizer: used to fill ``.tokens``.
         query_chunk: query rows per chunk in the C++ loop (None = automatic).
+        consumers: objects that see every captured attention call (:class:`~attnscope.capturing.CaptureConsumer`:
+            ``needs_probs`` and ``on_attention(event)``); more can join with :meth:`add_consumer`.
+        record: False keeps nothing in ``cap.results`` (for scopes that only feed consumers): each layer's output
+            is then computed by the model's own attention function and no probabilities are built unless a
+            consumer ``needs_probs``.
 
     After the block, ``cap.result`` is the AttentionResult of the last sequence (one forward, or one
     ``generate()`` assembled into a single matrix) and ``cap.results`` holds all of them.
@@ -97,6 +108,8 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         grad: bool = False,
         tokenizer: Any = None,
         query_chunk: int | None = None,
+        consumers: Sequence[CaptureConsumer] = (),
+        record: bool = True,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a Hugging Face transformer (torch.nn.Module), got {type(model).__name__}")
@@ -112,6 +125,12 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
             raise ValueError(f"topk must be a positive integer or None, got {topk!r}")
         if query_chunk is not None and (not isinstance(query_chunk, int) or query_chunk < 0):
             raise ValueError(f"query_chunk must be a non-negative integer or None, got {query_chunk!r}")
+        if not isinstance(record, bool):
+            raise TypeError(f"record must be True or False, got {record!r}")
+        if grad and not record:
+            raise ValueError("grad=True needs record=True: dF/dP is kept in cap.results")
+        if isinstance(consumers, (str, bytes)) or not isinstance(consumers, Sequence):
+            raise TypeError(f"consumers must be a list of capture consumers, got {type(consumers).__name__}")
         if grad and reduce == "max":
             raise ValueError("grad=True cannot be combined with reduce='max' (its gradient is not a head reduction)")
         counts: dict[str, int] = defaultdict(int)
@@ -133,7 +152,8 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
                     valid = f"0..{limit - 1}" if limit is not None else "non-negative indices"
                     raise ValueError(f"head {h} out of range: model has {limit} heads ({valid})")
         self.options = CaptureOptions(list(heads) if heads is not None else None, reduce, topk or 0, bool(entropy),
-                                      bool(grad), query_chunk or 0)
+                                      bool(grad), query_chunk or 0, record)
+        self.consumers: list[CaptureConsumer] = [check_consumer(c) for c in consumers]
         self.model = model
         self.tokenizer = tokenizer
         self.results: list[AttentionResult] = []
@@ -144,6 +164,13 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         self._registered: list[str] = []
         self.calls = 0
         self.inputs: dict[str, Tensor] | None = None
+        self._forward_inputs: dict[str, Tensor] = {}
+        self._input_hook: Any = None
+
+    def add_consumer(self, consumer: CaptureConsumer) -> CaptureConsumer:
+        """Let ``consumer`` see every attention call captured from now on (also inside the block); returns it."""
+        self.consumers.append(check_consumer(consumer))
+        return consumer
 
     # --- installation -------------------------------------------------------------------------------------
     def __enter__(self) -> capture:
@@ -157,13 +184,12 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
                 self._saved.append((cfg, original))
                 name = f"{token}:{original or 'eager'}"
                 if name not in self._registered:
-                    AttentionInterface._global_mapping[name] = self._make_function(original, ALL_ATTENTION_FUNCTIONS)
-                    mask_fn = ALL_MASK_ATTENTION_FUNCTIONS._global_mapping.get(original or "eager")
-                    AttentionMaskInterface._global_mapping[name] = (
-                        mask_fn or ALL_MASK_ATTENTION_FUNCTIONS._global_mapping["eager"]
-                    )
+                    AttentionInterface.register(name, self._make_function(original, ALL_ATTENTION_FUNCTIONS))
+                    mask_fn = ALL_MASK_ATTENTION_FUNCTIONS.get(original or "eager")
+                    AttentionMaskInterface.register(name, mask_fn or ALL_MASK_ATTENTION_FUNCTIONS["eager"])
                     self._registered.append(name)
                 cfg.__dict__["_attn_implementation_internal"] = name
+            self._input_hook = self.model.register_forward_pre_hook(self._note_inputs, with_kwargs=True)
             self._guard_generate()
         except BaseException:
             self._uninstall()
@@ -198,16 +224,28 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         from transformers.masking_utils import AttentionMaskInterface
         from transformers.modeling_utils import AttentionInterface
 
+        if self._input_hook is not None:
+            self._input_hook.remove()
+            self._input_hook = None
+        self._forward_inputs = {}
         if getattr(self, "_patched_generate", False):
             self.model.__dict__.pop("generate", None)
             self._patched_generate = False
         for cfg, original in reversed(self._saved):
             cfg.__dict__["_attn_implementation_internal"] = original
         self._saved.clear()
-        for name in self._registered:
+        for name in self._registered:  # transformers has register() but no public unregister
             AttentionInterface._global_mapping.pop(name, None)
             AttentionMaskInterface._global_mapping.pop(name, None)
         self._registered.clear()
+
+    def _note_inputs(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        """Forward pre-hook: the tensors of this forward, by argument name (what consumers see as ``inputs``)."""
+        try:
+            named = inspect.signature(module.forward).bind_partial(*args, **kwargs).arguments
+        except TypeError:  # a forward that takes positional arguments we cannot name
+            named = dict(kwargs)
+        self._forward_inputs = {k: v for k, v in named.items() if isinstance(v, Tensor)}
 
     def _make_function(self, original: str | None, interface: Any):
         original_is_eager = original in (None, "eager")
@@ -218,16 +256,27 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
             slot = self.slots.get(module)
             if slot is None or (self.layers is not None and slot.layer not in self.layers):
                 return fn(module, query, key, value, attention_mask, **kwargs)
-            output, call = attend(self.options, fn, original_is_eager, module, query, key, value, attention_mask,
-                                  kwargs)
-            self._record(slot, call, query.shape[0])
-            return output, None
+            consumers = list(self.consumers)
+            done = attend(self.options, fn, original_is_eager, module, query, key, value, attention_mask, kwargs,
+                          want_probs=any(c.needs_probs for c in consumers))
+            self.calls += 1
+            if done.call is not None:
+                self._record(slot, done.call, query.shape[0])
+            if consumers:
+                event = AttentionEvent(
+                    layer=slot.layer, stack=slot.stack, module=module, query=query.detach(), key=key.detach(),
+                    value=value.detach(), output=done.output.detach(), spec=done.spec.detached(),
+                    inputs=dict(self._forward_inputs), probs=done.probs,
+                )
+                with torch.no_grad():
+                    for consumer in consumers:
+                        consumer.on_attention(event if consumer.needs_probs else dataclasses.replace(event, probs=None))
+            return done.output, None
 
         return attnscope_attention
 
     # --- recording ----------------------------------------------------------------------------------------
     def _record(self, slot: AttentionSlot, call: AttentionCall, batch: int) -> None:
-        self.calls += 1
         key = (slot.stack, slot.layer)
         if slot.stack == "cross":
             q_start = self._positions.get(("decoder", slot.layer), 0) - call.q_len
@@ -277,15 +326,15 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
                 values = [getattr(c, name) for c in calls]
                 return None if any(v is None for v in values) else torch.stack(values)
 
-            grad_parts = [(lambda c=c: c.grad) for c in calls] if self.options.grad else None
+            grad_sources = [(lambda c=c: c.grad) for c in calls] if self.options.grad else None
             result = AttentionResult(
                 weights=stacked("weights"), layers=layers, heads=self.options.heads, reduce=self.options.reduce,
                 topk_values=stacked("topk_values"), topk_indices=stacked("topk_indices"),
-                entropy=stacked("entropy"), _grad_parts=grad_parts,
+                entropy=stacked("entropy"), grad_sources=grad_sources,
             )
         else:
             result = self._assemble_generation(per_layer, layers)
-        self._attach_inputs(result)
+        self.attach_inputs(result)
         return result
 
     def _assemble_generation(self, per_layer: list[list[_Piece]], layers: list[int]) -> AttentionResult:
@@ -331,7 +380,8 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
             entropy=place("entropy", None),
         )
 
-    def _attach_inputs(self, result: AttentionResult) -> None:
+    def attach_inputs(self, result: AttentionResult) -> None:
+        """Fill ``result.input_ids``, ``.attention_mask`` and ``.tokens`` from ``cap.inputs`` (when set)."""
         if self.inputs is None:
             return
         ids = self.inputs.get("input_ids")
@@ -346,6 +396,11 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         if not self.results:
             if self._saved:
                 raise RuntimeError("cap.result is available after the `with ats.capture(...)` block ends")
+            if not self.options.record:
+                raise RuntimeError(
+                    f"capture(record=False) keeps no results: its {len(self.consumers)} consumer(s) received the "
+                    f"{self.calls} attention calls"
+                )
             raise RuntimeError(
                 "nothing was captured: the model's attention did not run through transformers' AttentionInterface "
                 "inside the block (no forward ran, or the model does not route attention through the interface)"

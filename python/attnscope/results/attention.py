@@ -31,6 +31,8 @@ class AttentionResult:
             (``attnscope.context_mixing``), whose ``weights`` are mixing scores, not probabilities.
         residual_included: the scores already account for the residual stream (ALTI, value zeroing), so rollout and
             flow chain them without adding the identity.
+        grad_sources: one callable per layer returning that layer's dF/dP once a backward has run (set by the
+            capture engine with ``grad=True``; read through ``.grad``; not saved).
     """
 
     weights: Tensor | None
@@ -49,14 +51,16 @@ class AttentionResult:
     method: str | None = None
     residual_included: bool = False
     outputs: Any = field(default=None, repr=False, metadata={"persist": False})
-    _grad_parts: list[Callable[[], Tensor | None]] | None = field(default=None, repr=False)
+    grad_sources: list[Callable[[], Tensor | None]] | None = field(
+        default=None, repr=False, metadata={"persist": False}
+    )
 
     @property
     def grad(self) -> Tensor | None:
         """dF/dP for whatever was back-propagated (``grad=True``), laid out like ``weights``; None before."""
-        if not self._grad_parts:
+        if not self.grad_sources:
             return None
-        parts = [part() for part in self._grad_parts]
+        parts = [part() for part in self.grad_sources]
         if any(p is None for p in parts):
             return None
         return torch.stack(parts)

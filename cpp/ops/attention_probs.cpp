@@ -1,8 +1,9 @@
-// CPU kernels of attention_probs and its backward: unpack the schema's arguments and call the core.
+// attention_probs and its backward: schemas (a fragment of the attnscope library) and CPU kernels.
+// Core: cpp/src/attention_probs.cpp, logits.cpp (attnscope/attention_probs.h). Wrapper and autograd:
+// python/attnscope/ops/attention.py.
 #include <torch/library.h>
 
 #include "attnscope/attention_probs.h"
-#include "attnscope/attention_reduce.h"
 
 namespace attnscope {
 namespace {
@@ -20,27 +21,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_probs_backward_cpu(
                                   AttentionSpec{scale, /*is_causal=*/false, /*window=*/0, softcap, query_chunk}, sinks);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention_probs_reduced_cpu(
-    const at::Tensor& q, const at::Tensor& k, const std::optional<at::Tensor>& mask, double scale, bool is_causal,
-    int64_t window, double softcap, const std::optional<at::Tensor>& sinks, int64_t query_chunk,
-    at::OptionalIntArrayRef heads, c10::string_view reduce, bool keep_weights, int64_t topk, bool entropy) {
-  ReduceSpec rs;
-  if (heads) rs.heads.assign(heads->begin(), heads->end());
-  rs.reduce = parse_head_reduce(std::string(reduce));
-  rs.keep_weights = keep_weights;
-  rs.topk = topk;
-  rs.entropy = entropy;
-  ReducedAttention r =
-      attention_probs_reduced(q, k, mask, AttentionSpec{scale, is_causal, window, softcap, query_chunk}, sinks, rs);
-  return {r.weights, r.topk_values, r.topk_indices, r.entropy};
-}
-
 }  // namespace
+
+TORCH_LIBRARY_FRAGMENT(attnscope, m) {
+  m.def(
+      "attention_probs(Tensor q, Tensor k, Tensor? mask, float scale, bool is_causal, int window, float softcap, "
+      "Tensor? sinks, int query_chunk) -> Tensor");
+  m.def(
+      "attention_probs_backward(Tensor grad, Tensor probs, Tensor q, Tensor k, float scale, float softcap, "
+      "Tensor? sinks, int query_chunk) -> (Tensor, Tensor, Tensor)");
+}
 
 TORCH_LIBRARY_IMPL(attnscope, CPU, m) {
   m.impl("attention_probs", &attention_probs_cpu);
   m.impl("attention_probs_backward", &attention_probs_backward_cpu);
-  m.impl("attention_probs_reduced", &attention_probs_reduced_cpu);
 }
 
 }  // namespace attnscope

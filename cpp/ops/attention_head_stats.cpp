@@ -1,4 +1,5 @@
-// Schema and CPU kernel of attention_head_stats (a fragment: the core schemas live in registration.cpp).
+// attention_head_stats: schema (a fragment of the attnscope library) and CPU kernel.
+// Core: cpp/src/head_stats.cpp (attnscope/head_stats.h). Wrapper: python/attnscope/ops/attention.py.
 #include <torch/library.h>
 
 #include "attnscope/head_stats.h"
@@ -16,6 +17,13 @@ std::tuple<at::Tensor, at::Tensor> attention_head_stats_cpu(
 }
 
 }  // namespace
+
+TORCH_LIBRARY_FRAGMENT(attnscope, m) {
+  m.def(
+      "attention_head_stats(Tensor q, Tensor k, Tensor? mask, float scale, bool is_causal, int window, "
+      "float softcap, Tensor? sinks, int query_chunk, Tensor? input_ids, Tensor? valid, int induction_period) "
+      "-> (Tensor sums, Tensor counts)");
+}
 
 TORCH_LIBRARY_IMPL(attnscope, CPU, m) { m.impl("attention_head_stats", &attention_head_stats_cpu); }
 
