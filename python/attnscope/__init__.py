@@ -36,8 +36,12 @@ _PUBLIC = {
     "HeadStats": ".results",
     "attention_flow": ".analysis",
     "show_config": ".environment",
+    "logit_lens": ".lens",
+    "direct_logit_attribution": ".lens",
+    "LensResult": ".results",
+    "DLAResult": ".results",
 }
-_SUBMODULES = {"ops", "viz", "analysis", "attribution", "organisms", "testing", "results", "capturing", "adapters"}
+_SUBMODULES = {"ops", "viz", "analysis", "attribution", "organisms", "testing", "results", "capturing", "adapters", "lens"}
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import ops, viz  # noqa: F401
@@ -49,6 +53,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .analysis import head_stats  # noqa: F401
     from .attribution import attribute, attribute_dataset, attribute_generation  # noqa: F401
     from .results import AttentionResult, AttributionResult, GenerationAttribution, HeadStats, load  # noqa: F401
+    from .lens import direct_logit_attribution, logit_lens  # noqa: F401
+    from .results import DLAResult, LensResult  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

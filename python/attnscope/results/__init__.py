@@ -3,8 +3,10 @@
 from .attention import AttentionResult
 from .attribution import AttributionResult
 from .dataset import DatasetAttribution
+from .dla import DLAResult
 from .generation import GenerationAttribution
 from .head_stats import HeadStats
+from .lens import LensResult
 from .persist import load
 
-__all__ = ["AttentionResult", "AttributionResult", "DatasetAttribution", "GenerationAttribution", "HeadStats", "load"]
+__all__ = ["AttentionResult", "AttributionResult", "DLAResult", "DatasetAttribution", "GenerationAttribution", "HeadStats", "LensResult", "load"]

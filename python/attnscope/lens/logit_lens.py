@@ -1,0 +1,152 @@
+"""The logit lens: every layer's residual stream read through the model's own final norm and unembedding.
+
+One forward of the model body (no LM head over the sequence) with a hook on every block keeps the residual
+stream after each layer, ``[layers, batch, seq, d]``; the final norm is applied to that stack, and the C++ op
+``vocab_projection`` streams the unembedding over vocabulary chunks with a running top-k and log-sum-exp, so
+``[layers, positions, vocab]`` is never built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .._ops_vocab_projection import vocab_projection
+from ..adapters.unembedding import Readout, find_readout
+from ..attribution.inputs import ModelInputs
+from ..results.lens import LensResult
+from ._common import (block_output, hooks, input_tokens, last_position_index, lens_inputs, lens_target,
+                      readout_logits, token_table)
+
+__all__ = ["logit_lens", "residual_stream"]
+
+
+def _check_layers(layers: Sequence[int] | int | None, n: int) -> list[int]:
+    if layers is None:
+        return list(range(n))
+    items = [layers] if isinstance(layers, int) else list(layers)
+    out = []
+    for layer in items:
+        if isinstance(layer, bool) or not isinstance(layer, int):
+            raise TypeError(f"layers must be ints, got {layer!r}")
+        if not -n <= layer < n:
+            raise ValueError(f"layer {layer} out of range: the model has {n} layers (0..{n - 1}, or -{n}..-1)")
+        out.append(layer % n)
+    if not out:
+        raise ValueError("layers is empty; pass None for every layer")
+    return out
+
+
+def _check_positions(positions: Sequence[int] | int | None, seq: int) -> list[int]:
+    if positions is None:
+        return list(range(seq))
+    items = [positions] if isinstance(positions, int) else list(positions)
+    out = []
+    for p in items:
+        if isinstance(p, bool) or not isinstance(p, int):
+            raise TypeError(f"positions must be ints, got {p!r}")
+        if not -seq <= p < seq:
+            raise ValueError(f"position {p} out of range: the input has {seq} positions (0..{seq - 1})")
+        out.append(p % seq)
+    if not out:
+        raise ValueError("positions is empty; pass None for every position")
+    return out
+
+
+def residual_stream(model: nn.Module, readout: Readout, mi: ModelInputs, layers: list[int]) -> Tensor:
+    """The residual stream after each block in ``layers``: ``[len(layers), batch, seq, d]`` (one forward of the
+    model body, no LM head). Blocks after the last wanted one still run (the hooks do not stop the forward)."""
+    kept: dict[int, Tensor] = {}
+    body = getattr(model, "base_model", model)
+
+    def keep(i):
+        def hook(module, args, output):
+            kept[i] = block_output(output).detach()
+        return hook
+
+    with hooks([readout.blocks[i].register_forward_hook(keep(i)) for i in set(layers)]), torch.no_grad():
+        body(**mi.forward_kwargs(torch.arange(mi.batch, device=mi.input_ids.device)))
+    return torch.stack([kept[i] for i in layers])
+
+
+def logit_lens(
+    model: nn.Module,
+    inputs: object,
+    *,
+    tokenizer: object = None,
+    layers: Sequence[int] | int | None = None,
+    positions: Sequence[int] | int | None = None,
+    top_k: int = 5,
+    target: object = None,
+    vocab_chunk: int = 0,
+) -> LensResult:
+    """Read every layer's residual stream (after the layer) through the model's final norm and unembedding.
+
+    Args:
+        model: a Hugging Face language model with its head (``*ForCausalLM``: Llama, Qwen2, Mistral, Gemma2,
+            GPT-2, GPT-NeoX, ...; or a masked LM such as ``BertForMaskedLM``, whose prediction-head transform plays
+            the final norm).
+        inputs: what a tokenizer returns, an ``input_ids`` tensor, or strings with ``tokenizer=``.
+        layers: layer indices (negative from the end); None = all. Layer ``i`` is the output of block ``i``.
+        positions: positions to read (negative from the end); None = all.
+        top_k: tokens kept per (layer, position), ``1 <= top_k <= vocab``.
+        target: the token whose probability and rank are reported at every layer and position: None (the model's
+            own next-token prediction at the last non-padding position), a token id, a single-token string (with
+            ``tokenizer=``), one per example, ``TokenId``/``NextToken``, or ``Contrast(a, b)`` (both tokens, and
+            the log-probability difference ``log p(a) - log p(b)``, which equals the logit difference).
+        vocab_chunk: vocabulary entries per tile of the streaming projection (0 = automatic); the results do not
+            depend on it.
+
+    Returns:
+        :class:`~attnscope.results.LensResult` with ``topk_ids``/``topk_probs`` ``[layer, batch, pos, k]``,
+        ``target_probs``/``target_ranks`` ``[layer, batch, pos, T]``, ``entropy`` and ``kl`` ``[layer, batch, pos]``
+        (``kl`` is ``KL(final || layer)`` in nats, the final distribution being the model's own output).
+    """
+    readout = find_readout(model)
+    vocab = int(readout.weight.shape[0])
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= vocab:
+        raise ValueError(f"top_k must be an integer in 1..{vocab} (the vocabulary size), got {top_k!r}")
+    n_layers = len(readout.blocks)
+    layer_list = _check_layers(layers, n_layers)
+    mi = lens_inputs(model, inputs, tokenizer)
+    pos_list = _check_positions(positions, mi.seq)
+    wanted = sorted(set(layer_list) | {n_layers - 1})
+    stream = residual_stream(model, readout, mi, wanted)  # [len(wanted), batch, seq, d]
+    final = stream[wanted.index(n_layers - 1)]  # [batch, seq, d]
+    with torch.no_grad():
+        last = last_position_index(mi)
+        rows = torch.arange(mi.batch, device=final.device)
+        last_logits = readout_logits(readout, final[rows, last])  # [batch, vocab]
+        target_ids, kind, described = lens_target(target, tokenizer, model, mi, last_logits)
+        pos_t = torch.tensor(pos_list, device=final.device)
+        sel = stream[[wanted.index(i) for i in layer_list]][:, :, pos_t]  # [G, batch, P, d]
+        g, b, p, d = sel.shape
+        normed = readout.norm(sel.reshape(g * b, p, d)).reshape(g, b * p, d)
+        reference = readout.norm(final[:, pos_t]).reshape(b * p, d)
+        targets = target_ids.to(final.device)[:, None, :].expand(b, p, target_ids.shape[1]).reshape(b * p, -1)
+        out = vocab_projection(normed, readout.weight.detach(),
+                               None if readout.bias is None else readout.bias.detach(), reference=reference,
+                               targets=targets.contiguous(), k=top_k, softcap=readout.softcap,
+                               vocab_chunk=vocab_chunk)
+    shape = (g, b, p)
+    topk_ids = out.topk_ids.reshape(*shape, top_k).cpu()
+    return LensResult(
+        topk_ids=topk_ids,
+        topk_probs=out.topk_logprobs.exp().reshape(*shape, top_k).float().cpu(),
+        target_ids=target_ids.cpu(),
+        target_probs=out.target_logprobs.exp().reshape(*shape, -1).float().cpu(),
+        target_logprobs=out.target_logprobs.reshape(*shape, -1).float().cpu(),
+        target_ranks=out.target_ranks.reshape(*shape, -1).cpu(),
+        entropy=out.entropy.reshape(shape).float().cpu(),
+        kl=out.kl.reshape(shape).float().cpu(),
+        layers=layer_list,
+        positions=pos_list,
+        tokens=input_tokens(tokenizer, mi),
+        attention_mask=mi.attention_mask.cpu(),
+        vocab=token_table(tokenizer, torch.cat([topk_ids.reshape(-1), target_ids.reshape(-1).cpu()])),
+        target=described,
+        target_kind=kind,
+        n_layers=n_layers,
+    )
