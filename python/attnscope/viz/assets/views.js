@@ -339,24 +339,13 @@
     select(selected);
   }
   function renderDla(root, data) {
-    var tip = tooltip(root);
     root.appendChild(el("div", "ats-legend", "logit " + fmt(data.logit) + " = sum of contributions + delta " +
       fmt(data.delta) + " (final norm frozen); red raises the target, blue lowers it"));
-    var nr = data.layers.length, nc = data.heads.length, cell = 28;
-    if (nr && nc) {
-      var c = heatmap(data.values, nr, nc, cell, diverging, data.max_abs);
-      c.className = "ats-dla-heads";
-      hoverCells(c, cell, nr, nc, function (i, j) {
-        return "layer " + data.layers[i] + ", head " + data.heads[j] + ": " + fmt(data.values[i * nc + j]);
-      }, tip);
-      var grid = el("div", "ats-grid");
-      grid.style.gridTemplateColumns = "auto auto";
-      grid.appendChild(el("span", "ats-cell-label", "layer \u2193 / head \u2192"));
-      grid.appendChild(el("span", "ats-cell-label", data.heads.join("  ")));
-      var labels = el("div");
-      data.layers.forEach(function (l) { var d = el("div", "ats-cell-label", "L" + l); d.style.height = d.style.lineHeight = cell + "px"; labels.appendChild(d); });
-      grid.appendChild(labels); grid.appendChild(c);
-      root.appendChild(grid);
+    if (data.layers.length && data.heads.length) {
+      var box = el("div", "ats-dla-heads");
+      renderMatrix(box, { rows: data.layers.map(function (l) { return "L" + l; }), cols: data.heads, values: data.values,
+                          max_abs: data.max_abs, diverging: true, row_title: "layer", col_title: "head" });
+      root.appendChild(box);
     }
     var bars = el("div", "ats-bars");
     data.bars.forEach(function (b) {
