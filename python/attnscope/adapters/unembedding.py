@@ -172,6 +172,11 @@ def freeze_norm(module: nn.Module, x: Tensor) -> FrozenNorm:
 
     Supports ``nn.LayerNorm`` and RMS norms (Llama-style ``w * x / rms``; Gemma-style ``(1 + w) * x / rms``).
     """
+    with torch.no_grad():
+        return _freeze_norm(module, x.detach())
+
+
+def _freeze_norm(module: nn.Module, x: Tensor) -> FrozenNorm:
     xf = x.double()
     name = type(module).__name__
     if isinstance(module, nn.LayerNorm):
@@ -186,8 +191,7 @@ def freeze_norm(module: nn.Module, x: Tensor) -> FrozenNorm:
         frozen = FrozenNorm(gain * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps), None, False)
     else:
         raise ValueError(f"direct logit attribution cannot freeze a {name} (supported: LayerNorm and RMS norms)")
-    with torch.no_grad():
-        actual = module(x).double()
+    actual = module(x).double()
     mine = frozen.apply(xf) + (frozen.beta if frozen.beta is not None else 0.0)
     tol = 1e-3 * float(actual.abs().max()) + 1e-5
     if float((mine - actual).abs().max()) > tol:
