@@ -262,3 +262,30 @@ def test_hooks_are_removed(models, kind):
         ats.logit_lens(model, batch(), target=10_000)
     ats.logit_lens(model, batch())
     assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == before
+
+
+def test_device_generic_path_matches_the_kernel():
+    """The torch path that other devices take (run here on the CPU) computes what the C++ kernel does."""
+    from attnscope._ops_vocab_projection import vocab_projection_generic
+
+    for softcap in (0.0, 3.0):
+        h, w, b, r, t = _op_inputs(torch.float64, v=101)
+        want = vocab_projection(h, w, b, reference=r, targets=t, k=4, softcap=softcap, vocab_chunk=16)
+        got = vocab_projection_generic(h, w, b, r, t, 4, softcap, 16, 0)
+        for name, a, g in zip(want._fields, want, got):
+            if a.is_floating_point():
+                torch.testing.assert_close(g, a, rtol=1e-10, atol=1e-10, msg=name)
+            else:
+                assert torch.equal(g, a), name
+    with pytest.raises(RuntimeError, match="k must be in 1..101"):
+        vocab_projection_generic(h, w, b, r, t, 0, 0.0, 16, 0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_lens_on_cuda_matches_cpu(models):
+    model, inputs = models["llama"], batch()
+    cpu = ats.logit_lens(model, inputs, top_k=3)
+    gpu = ats.logit_lens(model.cuda(), {k: v.cuda() for k, v in inputs.items()}, top_k=3)
+    model.cpu()
+    assert torch.equal(cpu.topk_ids, gpu.topk_ids)
+    torch.testing.assert_close(cpu.topk_probs, gpu.topk_probs, rtol=1e-4, atol=1e-5)
