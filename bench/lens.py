@@ -169,7 +169,7 @@ def value_bias_shares(model, ids, a: int, b: int) -> dict[str, float]:
             model(input_ids=ids)
     finally:
         handle.remove()
-    w = model.lm_head.weight.double()
+    w = model.lm_head.weight.detach().double()
     g = freeze_norm(model.transformer.ln_f, seen["x"]).pullback(w[a] - w[b])[0]
     d, n_head = SHAPE["n_embd"], SHAPE["n_head"]
     hd = d // n_head
@@ -177,8 +177,9 @@ def value_bias_shares(model, ids, a: int, b: int) -> dict[str, float]:
     for layer, block in enumerate(model.transformer.h):
         # v = ln_1(x) W_V + b_V with ln_1(x) = n(x) gamma + beta: the constant part is beta W_V + b_V
         # (TransformerLens folds beta into b_V before it folds b_V into b_O). Conv1D columns are [q | k | v].
-        b_v = block.ln_1.bias.double() @ block.attn.c_attn.weight.double()[:, 2 * d:] + block.attn.c_attn.bias.double()[2 * d:]
-        w_o = block.attn.c_proj.weight.double()  # [heads*head_dim, d]
+        w_qkv, b_qkv = block.attn.c_attn.weight.detach().double(), block.attn.c_attn.bias.detach().double()
+        b_v = block.ln_1.bias.detach().double() @ w_qkv[:, 2 * d:] + b_qkv[2 * d:]
+        w_o = block.attn.c_proj.weight.detach().double()  # [heads*head_dim, d]
         for h in range(n_head):
             out[f"L{layer}H{h}"] = float(b_v[h * hd:(h + 1) * hd] @ w_o[h * hd:(h + 1) * hd] @ g)
     return out

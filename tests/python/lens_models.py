@@ -13,30 +13,31 @@ FAMILIES = ("llama", "qwen2", "mistral", "gemma2", "gpt2", "gpt_neox", "bert")
 DECODERS = FAMILIES[:-1]
 
 
+_COMMON = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
+               max_position_embeddings=64, bos_token_id=1, eos_token_id=2)
+# family -> (config class, model class, config keywords beyond _COMMON); GPT-2 names its sizes its own way
+_SPECS = {
+    "llama": ("LlamaConfig", "LlamaForCausalLM", dict(num_key_value_heads=4)),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", dict(num_key_value_heads=2)),
+    "mistral": ("MistralConfig", "MistralForCausalLM", dict(num_key_value_heads=2, sliding_window=4)),
+    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", dict(num_key_value_heads=2, head_dim=8, attn_logit_softcapping=50.0,
+                                                         final_logit_softcapping=3.0, sliding_window=4,
+                                                         query_pre_attn_scalar=8)),
+    "gpt_neox": ("GPTNeoXConfig", "GPTNeoXForCausalLM", dict(use_parallel_residual=True, rotary_pct=0.5)),
+    "bert": ("BertConfig", "BertForMaskedLM", {}),
+}
+
+
 def build(kind: str):
     import transformers as tf
 
     torch.manual_seed(0)
-    common = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=3,
-                  num_attention_heads=4, max_position_embeddings=64)
-    if kind == "llama":
-        model = tf.LlamaForCausalLM(tf.LlamaConfig(**common, num_key_value_heads=4))
-    elif kind == "qwen2":
-        model = tf.Qwen2ForCausalLM(tf.Qwen2Config(**common, num_key_value_heads=2))
-    elif kind == "mistral":
-        model = tf.MistralForCausalLM(tf.MistralConfig(**common, num_key_value_heads=2, sliding_window=4))
-    elif kind == "gemma2":
-        cfg = tf.Gemma2Config(**common, num_key_value_heads=2, head_dim=8, attn_logit_softcapping=50.0,
-                              final_logit_softcapping=3.0, sliding_window=4, query_pre_attn_scalar=8)
-        model = tf.Gemma2ForCausalLM(cfg)
-    elif kind == "gpt2":
+    if kind == "gpt2":
         model = tf.GPT2LMHeadModel(tf.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=3, n_head=4, n_positions=64,
-                                                  bos_token_id=1, eos_token_id=2))
-    elif kind == "gpt_neox":
-        cfg = tf.GPTNeoXConfig(**common, use_parallel_residual=True, rotary_pct=0.5, bos_token_id=1, eos_token_id=2)
-        model = tf.GPTNeoXForCausalLM(cfg)
-    elif kind == "bert":
-        model = tf.BertForMaskedLM(tf.BertConfig(**common))
+                                                 bos_token_id=1, eos_token_id=2))
+    elif kind in _SPECS:
+        config_cls, model_cls, extra = _SPECS[kind]
+        model = getattr(tf, model_cls)(getattr(tf, config_cls)(**_COMMON, **extra))
     else:
         raise KeyError(kind)
     with torch.no_grad():  # random norm gains and biases, so a wrong norm or a missed bias shows

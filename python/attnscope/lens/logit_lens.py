@@ -23,35 +23,20 @@ from ._common import (block_output, hooks, input_tokens, last_position_index, le
 __all__ = ["logit_lens", "residual_stream"]
 
 
-def _check_layers(layers: Sequence[int] | int | None, n: int) -> list[int]:
-    if layers is None:
+def _check_indices(values: Sequence[int] | int | None, n: int, what: str, unit: str) -> list[int]:
+    """``values`` (None = all, negative from the end) as indices in ``0..n-1``, or a ValueError naming the range."""
+    if values is None:
         return list(range(n))
-    items = [layers] if isinstance(layers, int) else list(layers)
+    items = [values] if isinstance(values, int) else list(values)
     out = []
-    for layer in items:
-        if isinstance(layer, bool) or not isinstance(layer, int):
-            raise TypeError(f"layers must be ints, got {layer!r}")
-        if not -n <= layer < n:
-            raise ValueError(f"layer {layer} out of range: the model has {n} layers (0..{n - 1}, or -{n}..-1)")
-        out.append(layer % n)
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"{what}s must be ints, got {v!r}")
+        if not -n <= v < n:
+            raise ValueError(f"{what} {v} out of range: {unit} {n} {what}s (0..{n - 1}, or -{n}..-1)")
+        out.append(v % n)
     if not out:
-        raise ValueError("layers is empty; pass None for every layer")
-    return out
-
-
-def _check_positions(positions: Sequence[int] | int | None, seq: int) -> list[int]:
-    if positions is None:
-        return list(range(seq))
-    items = [positions] if isinstance(positions, int) else list(positions)
-    out = []
-    for p in items:
-        if isinstance(p, bool) or not isinstance(p, int):
-            raise TypeError(f"positions must be ints, got {p!r}")
-        if not -seq <= p < seq:
-            raise ValueError(f"position {p} out of range: the input has {seq} positions (0..{seq - 1})")
-        out.append(p % seq)
-    if not out:
-        raise ValueError("positions is empty; pass None for every position")
+        raise ValueError(f"{what}s is empty; pass None for every {what}")
     return out
 
 
@@ -109,9 +94,9 @@ def logit_lens(
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= vocab:
         raise ValueError(f"top_k must be an integer in 1..{vocab} (the vocabulary size), got {top_k!r}")
     n_layers = len(readout.blocks)
-    layer_list = _check_layers(layers, n_layers)
+    layer_list = _check_indices(layers, n_layers, "layer", "the model has")
     mi = lens_inputs(model, inputs, tokenizer)
-    pos_list = _check_positions(positions, mi.seq)
+    pos_list = _check_indices(positions, mi.seq, "position", "the input has")
     wanted = sorted(set(layer_list) | {n_layers - 1})
     stream = residual_stream(model, readout, mi, wanted)  # [len(wanted), batch, seq, d]
     final = stream[wanted.index(n_layers - 1)]  # [batch, seq, d]
