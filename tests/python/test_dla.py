@@ -129,6 +129,19 @@ def test_induction_head_carries_the_copied_token():
         assert res.top(1)[0][0] == "L1H0", res.top(4)
 
 
+def test_strings_with_a_tokenizer_and_token_string_targets():
+    model, tok = ats.organisms.load("induction")
+    text = "t3 t17 t42 t8 t99 t3 t17"
+    lens = ats.logit_lens(model, text, tokenizer=tok, target="t42", top_k=2)
+    assert lens.tokens[0] == ["<bos>", "t3", "t17", "t42", "t8", "t99", "t3", "t17"]
+    assert lens.target_ids.tolist() == [[tok.convert_tokens_to_ids("t42")]] and lens.token(lens.target_ids[0, 0]) == "t42"
+    assert lens.top_tokens(1, 7)[0][0] == "t42"  # the organism copies
+    dla = ats.direct_logit_attribution(model, [text, "t5 t6 t5"], tokenizer=tok, target=Contrast("t42", "t8"))
+    assert dla.target_ids.tolist() == [[tok.convert_tokens_to_ids("t42"), tok.convert_tokens_to_ids("t8")]] * 2
+    assert dla.by_head.shape == (2, 2, dla.heads.shape[-1])
+    torch.testing.assert_close(dla.values.sum(1), dla.logit, rtol=1e-6, atol=1e-6)
+
+
 def test_results_pandas_save_load_plot_view(models, tmp_path):
     import matplotlib
 
@@ -160,6 +173,8 @@ def test_bad_inputs(models):
         ats.direct_logit_attribution(model, batch(), target=VOCAB)
     with pytest.raises(ValueError, match="not a token"):
         ats.direct_logit_attribution(model, batch(), target=lambda out: out.logits[:, -1, 0])
+    with pytest.raises(ValueError, match=r"token id 120, outside the model's vocabulary of 97 tokens"):
+        ats.direct_logit_attribution(model, torch.tensor([[5, 120, 7]]))
 
 
 @pytest.mark.parametrize("kind", ["llama", "gpt2", "gemma2"])
@@ -172,6 +187,21 @@ def test_scoped_installation_is_removed(models, kind):
     with pytest.raises(ValueError):
         ats.direct_logit_attribution(model, batch(), target=VOCAB)
     ats.direct_logit_attribution(model, batch())
+    assert model.config._attn_implementation == impl
+    assert not [k for k in AttentionInterface._global_mapping if k.startswith("attnscope")]
+    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == hooks
+
+    def fail(module, args):
+        raise RuntimeError("boom inside the forward")
+
+    blocks = model.transformer.h if kind == "gpt2" else model.model.layers
+    handle = blocks[-1].register_forward_pre_hook(fail)
+    try:
+        for call in (ats.direct_logit_attribution, ats.logit_lens):
+            with pytest.raises(RuntimeError, match="boom"):
+                call(model, batch())
+    finally:
+        handle.remove()
     assert model.config._attn_implementation == impl
     assert not [k for k in AttentionInterface._global_mapping if k.startswith("attnscope")]
     assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == hooks

@@ -25,7 +25,14 @@ def lens_inputs(model: nn.Module, inputs: object, tokenizer: object) -> ModelInp
         if tokenizer is None:
             raise ValueError("inputs are strings: pass tokenizer= (or pass tokenizer(texts, return_tensors='pt'))")
         inputs = tokenizer([inputs] if isinstance(inputs, str) else list(inputs), return_tensors="pt", padding=True)
-    return prepare_inputs(inputs, _device(model))
+    mi = prepare_inputs(inputs, _device(model))
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    real = mi.input_ids[mi.attention_mask != 0]
+    if vocab and real.numel() and (int(real.max()) >= vocab or int(real.min()) < 0):
+        bad = int(real.max()) if int(real.max()) >= vocab else int(real.min())
+        raise ValueError(f"input_ids holds token id {bad}, outside the model's vocabulary of {vocab} tokens "
+                         f"(0..{vocab - 1}); was the input made by this model's tokenizer?")
+    return mi
 
 
 def block_output(output: object) -> Tensor:
