@@ -77,14 +77,19 @@ void scan_tile(const at::Tensor& zl, int64_t v0, int64_t pb, int64_t k, const at
   });
 }
 
-// The sums of one tile, in ATen's vectorised kernels (the tile is shifted in place).
+// The sums of one tile, in ATen's vectorised kernels, one group (layer) of rows at a time so that temporaries are a
+// [rows of one group, chunk] slice, not a second tile. The tile is shifted in place.
 void accumulate_tile(at::Tensor zl, const at::Tensor& zf, int64_t G, int64_t pb, bool first, BlockState& st) {
   const auto dbl = at::kDouble;
+  const int64_t c = zl.size(1);
+  at::Tensor zg = zl.view({G, pb, c});
   if (zf.defined()) {
     at::Tensor mf_new = at::maximum(st.mf, std::get<0>(zf.max(1)).to(dbl));
     at::Tensor ef = (zf - mf_new.to(zf.scalar_type()).unsqueeze(1)).exp_();  // [pb, c]
-    at::Tensor diff = zf.unsqueeze(0) - zl.view({G, pb, zl.size(1)});      // f - z, [G, pb, c]
-    at::Tensor u_tile = diff.mul_(ef.unsqueeze(0)).sum(-1, false, dbl);
+    at::Tensor u_tile = at::empty({G, pb}, st.mf.options());
+    for (int64_t g = 0; g < G; ++g) {
+      u_tile[g] = (zf - zg[g]).mul_(ef).sum(1, false, dbl);  // sum e^(f-mf) (f - z)
+    }
     if (first) {
       st.sf = ef.sum(1, false, dbl);
       st.u = u_tile;
@@ -97,9 +102,14 @@ void accumulate_tile(at::Tensor zl, const at::Tensor& zf, int64_t G, int64_t pb,
   }
   at::Tensor m_new = at::maximum(st.m, std::get<0>(zl.max(1)).to(dbl));
   zl.sub_(m_new.to(zl.scalar_type()).unsqueeze(1));  // d = z - m
-  at::Tensor e = zl.exp();
-  at::Tensor s_tile = e.sum(1, false, dbl);
-  at::Tensor t_tile = e.mul_(zl).sum(1, false, dbl);
+  at::Tensor s_tile = at::empty({G, pb}, st.m.options()), t_tile = at::empty({G, pb}, st.m.options());
+  for (int64_t g = 0; g < G; ++g) {
+    at::Tensor e = zg[g].exp();
+    s_tile[g] = e.sum(1, false, dbl);
+    t_tile[g] = e.mul_(zg[g]).sum(1, false, dbl);
+  }
+  s_tile = s_tile.reshape({-1});
+  t_tile = t_tile.reshape({-1});
   if (first) {
     st.s = s_tile;
     st.t = t_tile;

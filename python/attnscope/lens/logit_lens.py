@@ -1,9 +1,9 @@
 """The logit lens: every layer's residual stream read through the model's own final norm and unembedding.
 
-One forward of the model body (no LM head over the sequence) with a hook on every block keeps the residual
-stream after each layer, ``[layers, batch, seq, d]``; the final norm is applied to that stack, and the C++ op
-``vocab_projection`` streams the unembedding over vocabulary chunks with a running top-k and log-sum-exp, so
-``[layers, positions, vocab]`` is never built.
+One forward of the model body (no LM head over the sequence) with a hook on every block writes the residual stream
+after each wanted layer, through the final norm and at the wanted positions, into one stack ``[layers, rows, d]``;
+the C++ op ``vocab_projection`` streams the unembedding over vocabulary chunks with a running top-k and log-sum-exp,
+so ``[layers, positions, vocab]`` is never built.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ..results.lens import LensResult
 from ._common import (block_output, hooks, input_tokens, last_position_index, lens_inputs, lens_target,
                       readout_logits, token_table)
 
-__all__ = ["logit_lens", "residual_stream"]
+__all__ = ["logit_lens", "normed_stream"]
 
 
 def _check_indices(values: Sequence[int] | int | None, n: int, what: str, unit: str) -> list[int]:
@@ -40,20 +40,41 @@ def _check_indices(values: Sequence[int] | int | None, n: int, what: str, unit: 
     return out
 
 
-def residual_stream(model: nn.Module, readout: Readout, mi: ModelInputs, layers: list[int]) -> Tensor:
-    """The residual stream after each block in ``layers``: ``[len(layers), batch, seq, d]`` (one forward of the
-    model body, no LM head). Blocks after the last wanted one still run (the hooks do not stop the forward)."""
-    kept: dict[int, Tensor] = {}
-    body = getattr(model, "base_model", model)
+def normed_stream(model: nn.Module, readout: Readout, mi: ModelInputs, layers: list[int],
+                  positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """One forward of the model body (no LM head) with a hook on every wanted block that applies the final norm to
+    the block's output at ``positions`` and writes it into one preallocated stack.
 
-    def keep(i):
+    Returns the normed stack ``[len(layers), batch * len(positions), d]``, the normed final block output at the same
+    rows (the KL's reference; a view into the stack when the last layer is among ``layers``) and the final block's
+    raw output at each example's last non-padding position ``[batch, d]`` (for binding the target).
+    """
+    n_layers = len(readout.blocks)
+    slots: dict[int, list[int]] = {}
+    for slot, layer in enumerate(layers):
+        slots.setdefault(layer, []).append(slot)
+    kept: dict[str, Tensor] = {}
+    rows = torch.arange(mi.batch, device=mi.input_ids.device)
+    last = last_position_index(mi)
+
+    def hook_for(i: int):
         def hook(module, args, output):
-            kept[i] = block_output(output).detach()
+            x = block_output(output).detach()
+            normed = readout.norm(x[:, positions]).reshape(-1, x.shape[-1])
+            if "stack" not in kept:
+                kept["stack"] = normed.new_empty((len(layers), *normed.shape))
+            for slot in slots.get(i, ()):
+                kept["stack"][slot].copy_(normed)
+            if i == n_layers - 1:
+                kept["reference"] = kept["stack"][slots[i][0]] if i in slots else normed
+                kept["last"] = x[rows, last]
         return hook
 
-    with hooks([readout.blocks[i].register_forward_hook(keep(i)) for i in set(layers)]), torch.no_grad():
-        body(**mi.forward_kwargs(torch.arange(mi.batch, device=mi.input_ids.device)))
-    return torch.stack([kept[i] for i in layers])
+    body = getattr(model, "base_model", model)
+    wanted = sorted(set(layers) | {n_layers - 1})
+    with hooks([readout.blocks[i].register_forward_hook(hook_for(i)) for i in wanted]), torch.no_grad():
+        body(**mi.forward_kwargs(rows))
+    return kept["stack"], kept["reference"], kept["last"]
 
 
 def logit_lens(
@@ -97,20 +118,12 @@ def logit_lens(
     layer_list = _check_indices(layers, n_layers, "layer", "the model has")
     mi = lens_inputs(model, inputs, tokenizer)
     pos_list = _check_indices(positions, mi.seq, "position", "the input has")
-    wanted = sorted(set(layer_list) | {n_layers - 1})
-    stream = residual_stream(model, readout, mi, wanted)  # [len(wanted), batch, seq, d]
-    final = stream[wanted.index(n_layers - 1)]  # [batch, seq, d]
+    pos_t = torch.tensor(pos_list, device=mi.input_ids.device)
+    normed, reference, final_last = normed_stream(model, readout, mi, layer_list, pos_t)
+    g, b, p = len(layer_list), mi.batch, len(pos_list)
     with torch.no_grad():
-        last = last_position_index(mi)
-        rows = torch.arange(mi.batch, device=final.device)
-        last_logits = readout_logits(readout, final[rows, last])  # [batch, vocab]
-        target_ids, kind, described = lens_target(target, tokenizer, model, mi, last_logits)
-        pos_t = torch.tensor(pos_list, device=final.device)
-        sel = stream[[wanted.index(i) for i in layer_list]][:, :, pos_t]  # [G, batch, P, d]
-        g, b, p, d = sel.shape
-        normed = readout.norm(sel.reshape(g * b, p, d)).reshape(g, b * p, d)
-        reference = readout.norm(final[:, pos_t]).reshape(b * p, d)
-        targets = target_ids.to(final.device)[:, None, :].expand(b, p, target_ids.shape[1]).reshape(b * p, -1)
+        target_ids, kind, described = lens_target(target, tokenizer, model, mi, readout_logits(readout, final_last))
+        targets = target_ids.to(normed.device)[:, None, :].expand(b, p, target_ids.shape[1]).reshape(b * p, -1)
         out = vocab_projection(normed, readout.weight.detach(),
                                None if readout.bias is None else readout.bias.detach(), reference=reference,
                                targets=targets.contiguous(), k=top_k, softcap=readout.softcap,
