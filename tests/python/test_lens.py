@@ -62,7 +62,7 @@ def test_op_is_chunk_and_block_size_invariant():
         h, w, b, r, t = _op_inputs(dtype, v=301)
         base = vocab_projection(h, w, b, reference=r, targets=t, k=5, vocab_chunk=301, row_block=7)
         exact = _reference(h, w, b, r, t, 5, 0.0)
-        for chunk, block in [(1, 1), (7, 2), (64, 0), (300, 5), (0, 0)]:
+        for chunk, block in [(3, 0), (7, 2), (64, 1), (300, 5), (0, 0)]:  # (300, 5) ends in a 1-wide chunk
             out = vocab_projection(h, w, b, reference=r, targets=t, k=5, vocab_chunk=chunk, row_block=block)
             assert torch.equal(out.topk_ids, base.topk_ids), (dtype, chunk, block)
             assert torch.equal(out.target_ranks, base.target_ranks), (dtype, chunk, block)
@@ -92,7 +92,7 @@ def test_op_half_inputs_compute_in_float32():
 
 
 def test_op_opcheck():
-    h, w, b, r, t = _op_inputs(torch.float32)
+    h, w, b, r, t = _op_inputs(torch.float32, v=23)
     torch.library.opcheck(torch.ops.attnscope.vocab_projection.default, (h, w, b, r, t, 4, 0.0, 16, 2))
     torch.library.opcheck(torch.ops.attnscope.vocab_projection.default, (h, w, None, None, t[:, :0], 1, 2.0, 0, 0))
 
