@@ -18,8 +18,8 @@
 namespace attnscope {
 namespace {
 
-constexpr int64_t kDefaultVocabChunk = 8192;
-constexpr int64_t kTileElements = int64_t{1} << 22;  // about 4M logits per tile when row_block is automatic
+constexpr int64_t kDefaultVocabChunk = 2048;
+constexpr int64_t kTileElements = int64_t{1} << 20;  // about 1M logits per tile when row_block is automatic
 
 // Heap order: "a before b" when a is better (larger logit; on ties the smaller id). With this comparator the heap's
 // front is the worst kept entry, and the result does not depend on the order in which chunks arrive.

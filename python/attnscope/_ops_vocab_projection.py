@@ -47,7 +47,7 @@ def vocab_projection(
         reference: ``[P, d]`` rows whose distributions the KL divergence ``KL(ref || row)`` is taken from.
         targets: ``[P, T]`` int64 token ids whose log-probability and rank are reported (None: ``T = 0``).
         k: how many top tokens (1..V). softcap: ``c * tanh(z / c)`` on the logits when ``c > 0``.
-        vocab_chunk: vocabulary entries per tile (0 = 8192); row_block: rows per block (0 = automatic).
+        vocab_chunk: vocabulary entries per tile (0 = 2048); row_block: rows per block (0 = automatic).
             The results do not depend on ``vocab_chunk``; memory beyond the inputs is one tile.
 
     Not differentiable. float64 inputs compute in float64, all others in float32. The C++ kernel is CPU only;
@@ -82,7 +82,7 @@ def vocab_projection_generic(hidden: Tensor, weight: Tensor, bias: Tensor | None
     rows = hidden.to(compute).reshape(g * p, d)
     ref = None if reference is None else reference.to(compute)
     n_t = targets.shape[1]
-    chunk = vocab_chunk or 8192
+    chunk = vocab_chunk or 2048
     tgt = targets.unsqueeze(0).expand(g, p, n_t).reshape(g * p, n_t)
     w_t = weight.index_select(0, targets.reshape(-1)).to(compute).reshape(p, n_t, d)
     z_t = torch.einsum("gpd,ptd->gpt", hidden.to(compute), w_t).reshape(g * p, n_t)

@@ -25,8 +25,8 @@ struct VocabProjection {
 // weight [V, d] the unembedding; bias [V] optional; reference [P, d] optional (the rows whose distributions the KL
 // is taken from: row (g, p) is compared with reference row p); targets [P, T] int64 token ids (T may be 0).
 // The logits are z = hidden @ weight^T + bias, then softcap * tanh(z / softcap) when softcap > 0.
-// vocab_chunk: vocabulary entries per tile (0 = 8192); row_block: positions per block (0 = chosen so that a tile
-// holds about 4M logits). Results do not depend on vocab_chunk. float32/float64 compute in their own type; half
+// vocab_chunk: vocabulary entries per tile (0 = 2048); row_block: positions per block (0 = chosen so that a tile
+// holds about 1M logits). Results do not depend on vocab_chunk. float32/float64 compute in their own type; half
 // and bfloat16 inputs are computed in float32 (one chunk of weights converted at a time).
 VocabProjection vocab_projection(const at::Tensor& hidden, const at::Tensor& weight,
                                  const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& reference,
