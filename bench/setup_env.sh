@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The bench-only environment bench/.env: peers that would drag in CUDA packages or loose torch ranges (inseq 0.7.1
-# lists ten nvidia-*-cu11 wheels among its dependencies) live here, never in .venv, and `make test` needs none of it.
+# lists ten nvidia-*-cu11 wheels among its dependencies; TransformerLens 4.3.0 wants wandb, torch >= 2.6 and
+# CUDA-pulling extras) live here, never in .venv, and `make test` needs none of it.
 #
 # bench/.env is a venv whose site-packages also see .venv's (torch 2.13.0 CPU, transformers, captum, attnscope)
 # through a .pth file; `--system-site-packages` would see the base interpreter's, not .venv's. Every pip call is
-# --no-deps under constraints.txt, so pip cannot pull torch or CUDA packages; the few pure-Python modules inseq
-# imports that .venv lacks are listed here by hand. Idempotent: a second run only checks the import.
+# --no-deps under constraints.txt, so pip cannot pull torch or CUDA packages; the few pure-Python modules inseq and
+# TransformerLens import that .venv lacks are listed here by hand. Idempotent: a second run only checks the import.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -23,12 +24,19 @@ venv_site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths(
 # addsitedir (which processes .venv's own .pth files) is used rather than a bare path.
 echo "import site; site.addsitedir('$venv_site')" > "$site/_attnscope_venv.pth"
 
-if "$PY" -c "import inseq" 2>/dev/null; then
-    echo "bench/.env: inseq $("$PY" -c 'import importlib.metadata as m; print(m.version("inseq"))') ready"
-    exit 0
-fi
 PIP=("$PY" -m pip install --quiet --disable-pip-version-check --no-deps -c "$ROOT/constraints.txt")
-# inseq 0.7.1 imports jaxtyping (which imports wadler_lindig), typeguard <= 2.13.3 and treescope at import time.
-"${PIP[@]}" "inseq==0.7.1" "jaxtyping" "wadler_lindig" "typeguard==2.13.3" "treescope"
+if ! "$PY" -c "import inseq" 2>/dev/null; then
+    # inseq 0.7.1 imports jaxtyping (which imports wadler_lindig), typeguard <= 2.13.3 and treescope at import time.
+    "${PIP[@]}" "inseq==0.7.1" "jaxtyping" "wadler_lindig" "typeguard==2.13.3" "treescope"
+fi
+if ! "$PY" -c "import transformer_lens.model_bridge, transformer_lens.tools.analysis" 2>/dev/null; then
+    # TransformerLens 4.3.0 (PyPI transformer-lens) lists torch, wandb and CUDA-pulling extras among its
+    # dependencies; at import time it needs einops, jaxtyping, beartype, fancy_einsum, accelerate and datasets
+    # (datasets: pyarrow, dill, xxhash, multiprocess). It does not import typeguard, so inseq's pin stays.
+    "${PIP[@]}" "transformer-lens==4.3.0" "einops" "jaxtyping" "wadler_lindig" "beartype" "fancy_einsum" \
+        "accelerate" "datasets" "pyarrow" "dill" "xxhash" "multiprocess"
+fi
 "$PY" -c "import torch, inseq; assert torch.__version__.startswith('2.13.0'), torch.__version__"
-echo "bench/.env: inseq $("$PY" -c 'import importlib.metadata as m; print(m.version("inseq"))') ready"
+"$PY" -c "import torch, transformer_lens.model_bridge; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+echo "bench/.env: inseq $("$PY" -c 'import importlib.metadata as m; print(m.version("inseq"))'), transformer-lens" \
+     "$("$PY" -c 'import importlib.metadata as m; print(m.version("transformer-lens"))') ready"

@@ -163,6 +163,33 @@ NOTEBOOKS = {
         new_code_cell("space = ats.embeddings(model, tokenizer)\nspace.neighbors(['t1', 't5'], k=5, space='output').show()"),
         new_code_cell("fig = space.project([f't{i}' for i in range(24)]).plot()"),
     ],
+    "05_lens_organism.ipynb": [
+        new_markdown_cell("# How a prediction forms: logit lens and direct logit attribution on the induction organism\n\n"
+                          "The organism copies: on the second copy of a repeated segment it predicts the token that "
+                          "followed the current one in the first copy. The logit lens shows *when* that prediction "
+                          "appears (only after layer 1, where the induction head sits); direct logit attribution shows "
+                          "*who* writes it (head L1H0)."),
+        new_code_cell("import os\nos.environ.setdefault('HF_HUB_OFFLINE', '1')\nimport torch\nimport attnscope as ats\n"
+                      "from attnscope.analysis import repeated_sequences\n"
+                      "model, tokenizer = ats.organisms.load('induction')\n"
+                      "ids = repeated_sequences(tokenizer, n=1, segment_len=8, seed=11)[:, :-3]   # ends inside the copy\n"
+                      "copied = int(ids[0, -8])   # what followed the last token in the first copy\n"
+                      "lens = ats.logit_lens(model, ids, tokenizer=tokenizer, top_k=3)\nlens"),
+        new_markdown_cell("Layer 0 (before the induction head) cannot know the copy; layer 1 puts nearly all mass on it. "
+                          "The last layer is the model's own output."),
+        new_code_cell("p = lens.target_probs[:, 0, -1, 0]\nprint('target', lens.target, 'p by layer', p.tolist())\n"
+                      "assert lens.target_ids[0, 0] == copied and p[-1] > 0.9 and p[0] < 0.2\n"
+                      "lens.to_pandas().tail()"),
+        new_code_cell("lens.show()"),
+        new_code_cell("fig = lens.plot()"),
+        new_markdown_cell("Direct logit attribution with the final norm frozen: the contributions sum to the logit "
+                          "(`delta` is float rounding), and the induction head carries the largest share."),
+        new_code_cell("dla = ats.direct_logit_attribution(model, ids, tokenizer=tokenizer)\n"
+                      "print(dla.top(4), 'delta', float(dla.delta[0]))\n"
+                      "assert dla.top(1)[0][0] == 'L1H0' and abs(float(dla.delta[0])) < 1e-4 * abs(float(dla.logit[0]))\n"
+                      "dla.by_head"),
+        new_code_cell("dla.show()"),
+    ],
 }
 
 

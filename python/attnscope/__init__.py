@@ -44,6 +44,10 @@ _PUBLIC = {
     "Embeddings": ".lens",
     "TokenNeighbors": ".results",
     "EmbeddingProjection": ".results",
+    "logit_lens": ".lens",
+    "direct_logit_attribution": ".lens",
+    "LensResult": ".results",
+    "DLAResult": ".results",
 }
 _SUBMODULES = {"ops", "viz", "analysis", "attribution", "organisms", "testing", "results", "capturing", "adapters", "lens"}
 
@@ -59,6 +63,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .results import AttentionResult, AttributionResult, GenerationAttribution, HeadStats, load  # noqa: F401
     from .lens import Embeddings, context_mixing, embeddings  # noqa: F401
     from .results import EmbeddingProjection, TokenNeighbors  # noqa: F401
+    from .lens import direct_logit_attribution, logit_lens  # noqa: F401
+    from .results import DLAResult, LensResult  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

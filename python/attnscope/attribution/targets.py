@@ -105,9 +105,17 @@ class Target:
     def __call__(self, outputs: object, rows: Tensor, attention_mask: Tensor) -> Tensor:
         raise NotImplementedError
 
+    # True for targets that name tokens of a language model's vocabulary (TokenId, NextToken, Contrast, plain ints).
+    selects_tokens = False
+
     def reads_last_position(self) -> bool:
         """After ``bind``: the value reads only the logits at each example's last non-padding position."""
         return False
+
+    def token_ids(self) -> Tensor | None:
+        """After ``bind``: the vocabulary ids the value reads, ``[batch or 1, 1]`` (a token) or ``[1, 2]`` (a
+        contrast ``a - b``); None for other targets (classes, continuations, similarities, callables)."""
+        return None
 
     def describe(self) -> str:
         return self.name
@@ -145,6 +153,10 @@ class TokenId(Target):
 
     token: int | str | Sequence[int] | Tensor
     name = "token_id"
+    selects_tokens = True
+
+    def token_ids(self):
+        return self._index.view(-1, 1)
 
     def _resolve(self, inputs, tokenizer):
         tok = self.token
@@ -280,6 +292,10 @@ class Contrast(Target):
     a: int | str
     b: int | str
     name = "contrast"
+    selects_tokens = True
+
+    def token_ids(self):
+        return self._ab.view(1, 2) if getattr(self, "_lm", False) else None
 
     def bind(self, outputs, inputs, model, tokenizer):
         logits = _logits(outputs)
@@ -432,6 +448,10 @@ class _Resolved(Target):
 
     name = "resolved"
     _inner: Target | None = None
+    selects_tokens = True  # until bound: a plain int is a token for LMs
+
+    def token_ids(self):
+        return self._inner.token_ids() if self._inner is not None else None
 
     def choose(self, logits: Tensor) -> Target:
         raise NotImplementedError

@@ -13,6 +13,7 @@ area module               ops
 ``ops.relevance``         attention_grad_relevance
 ``ops.quadrature``        quadrature_rule, composite_gauss_legendre, refine_segments
 ``ops.solvers``           weighted_least_squares, weighted_lasso (pybind11)
+``ops.vocab``             vocab_projection (the logit lens' streaming readout)
 ``ops.spec``              AttentionSpec: the attention arguments the attention ops share
 ========================  ===========================================================================
 
@@ -35,6 +36,7 @@ from .quadrature import QUADRATURE_RULES, composite_gauss_legendre, quadrature_r
 from .relevance import attention_grad_relevance
 from .solvers import RankDeficientError, WlsSolution, weighted_lasso, weighted_least_squares
 from .spec import AttentionSpec
+from .vocab import VocabProjection, vocab_projection
 
 __all__ = [
     "AttentionSpec",
@@ -44,6 +46,7 @@ __all__ = [
     "QUADRATURE_RULES",
     "RankDeficientError",
     "ReducedAttention",
+    "VocabProjection",
     "WlsSolution",
     "attention_flow",
     "attention_grad_relevance",
@@ -54,6 +57,7 @@ __all__ = [
     "quadrature_rule",
     "refine_segments",
     "rollout",
+    "vocab_projection",
     "weighted_lasso",
     "weighted_least_squares",
 ]

@@ -2,9 +2,11 @@
 
 from .attention import head_view, model_view
 from .html import View, embed_json, show
+from .lens import dla_view, lens_view
 from .matrix import matrix_view
 from .scatter import scatter_view
 from .table import table_view
 from .tokens import token_view
 
-__all__ = ["View", "embed_json", "head_view", "matrix_view", "model_view", "scatter_view", "show", "table_view", "token_view"]
+__all__ = ["View", "dla_view", "embed_json", "head_view", "lens_view", "matrix_view", "model_view", "scatter_view",
+           "show", "table_view", "token_view"]

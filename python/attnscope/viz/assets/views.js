@@ -315,6 +315,109 @@
 
   var RENDER = { tokens: renderTokens, head: renderHead, model: renderModel, matrix: renderMatrix, table: renderTable,
                  scatter: renderScatter };
+  // --- logit lens grid and direct logit attribution -------------------------------------------------------
+  function renderLens(root, data) {
+    var tip = tooltip(root);
+    var nl = data.layers.length, np = data.positions.length;
+    var selected = np - 1;
+    var table = el("table", "ats-lens");
+    var head = el("tr");
+    head.appendChild(el("th", null, "layer"));
+    data.positions.forEach(function (t, j) {
+      var th = el("th", "ats-lens-pos", t);
+      th.setAttribute("data-pos", j);
+      th.addEventListener("click", function () { select(j); });
+      head.appendChild(th);
+    });
+    for (var li = nl - 1; li >= 0; li--) {
+      var tr = el("tr");
+      tr.appendChild(el("th", null, data.layers[li]));
+      for (var j = 0; j < np; j++) {
+        var c = data.cells[li][j];
+        var td = el("td", "ats-lens-cell", c.top[0][0]);
+        td.style.background = sequential(c.top[0][1], 1);
+        if (c.top[0][1] > 0.6) td.style.color = "#fff";
+        td.setAttribute("data-layer", li); td.setAttribute("data-pos", j);
+        (function (li, j, c) {
+          td.addEventListener("mousemove", function (ev) { tip.show(describe(li, j, c), ev); });
+          td.addEventListener("click", function () { select(j); });
+        })(li, j, c);
+        td.addEventListener("mouseleave", tip.hide);
+        tr.appendChild(td);
+      }
+      table.appendChild(tr);
+    }
+    table.insertBefore(head, table.firstChild);
+    function describe(li, j, c) {
+      var lines = ["layer " + data.layers[li] + ", position " + j + " (" + data.positions[j] + ")"];
+      c.top.forEach(function (tp, r) { lines.push((r + 1) + ". " + tp[0] + "  " + fmt(tp[1])); });
+      lines.push("entropy " + fmt(c.entropy) + " nats, KL to final " + fmt(c.kl));
+      data.targets.forEach(function (t, k) { lines.push("target " + t + ": p " + fmt(c.target[k]) + ", rank " + c.rank[k]); });
+      return lines.join("\n");
+    }
+    var box = el("div", "ats-matrix"); box.appendChild(table);
+    root.appendChild(box);
+    var chartTitle = el("div", "ats-title");
+    var chart = el("canvas", "ats-lens-chart");
+    chart.width = 420; chart.height = 180;
+    root.appendChild(chartTitle); root.appendChild(chart);
+    var COLOURS = ["rgb(220,40,40)", "rgb(40,90,230)"];
+    function select(j) {
+      selected = j;
+      Array.prototype.forEach.call(table.querySelectorAll(".ats-lens-pos"), function (th) {
+        th.className = "ats-lens-pos" + (Number(th.getAttribute("data-pos")) === j ? " ats-active" : "");
+      });
+      chartTitle.textContent = data.targets.length ? "target probability by layer at position " + j + " (" +
+        data.positions[j] + ")" : "top-1 probability by layer at position " + j;
+      var ctx = chart.getContext("2d");
+      ctx.clearRect(0, 0, chart.width, chart.height);
+      var L = 40, R = 12, T = 10, B = 28, w = chart.width - L - R, h = chart.height - T - B;
+      ctx.strokeStyle = "#999"; ctx.strokeRect(L, T, w, h);
+      ctx.fillStyle = "#333"; ctx.font = "11px sans-serif"; ctx.textAlign = "right"; ctx.textBaseline = "middle";
+      ctx.fillText("1", L - 4, T); ctx.fillText("0", L - 4, T + h);
+      ctx.textAlign = "center"; ctx.textBaseline = "top";
+      var x = function (li) { return L + (nl > 1 ? li / (nl - 1) : 0.5) * w; };
+      data.layers.forEach(function (name, li) { ctx.fillText(name, x(li), T + h + 4); });
+      var series = data.targets.length ? data.targets.map(function (_, k) {
+        return data.cells.map(function (row) { return row[j].target[k]; }); }) :
+        [data.cells.map(function (row) { return row[j].top[0][1]; })];
+      series.forEach(function (vals, k) {
+        ctx.strokeStyle = ctx.fillStyle = COLOURS[k % 2]; ctx.beginPath();
+        vals.forEach(function (v, li) { var yy = T + (1 - v) * h; if (li) ctx.lineTo(x(li), yy); else ctx.moveTo(x(li), yy); });
+        ctx.stroke();
+        vals.forEach(function (v, li) { ctx.beginPath(); ctx.arc(x(li), T + (1 - v) * h, 3, 0, 2 * Math.PI); ctx.fill(); });
+        ctx.textAlign = "left"; ctx.textBaseline = "top";
+        if (data.targets.length) ctx.fillText(data.targets[k], L + 6, T + 4 + 14 * k, w - 12);
+      });
+      chart.setAttribute("data-selected", j);
+    }
+    select(selected);
+  }
+  function renderDla(root, data) {
+    root.appendChild(el("div", "ats-legend", "logit " + fmt(data.logit) + " = sum of contributions + delta " +
+      fmt(data.delta) + " (final norm frozen); red raises the target, blue lowers it"));
+    if (data.layers.length && data.heads.length) {
+      var box = el("div", "ats-dla-heads");
+      renderMatrix(box, { rows: data.layers.map(function (l) { return "L" + l; }), cols: data.heads, values: data.values,
+                          max_abs: data.max_abs, diverging: true, row_title: "layer", col_title: "head" });
+      root.appendChild(box);
+    }
+    var bars = el("div", "ats-bars");
+    data.bars.forEach(function (b) {
+      var row = el("div", "ats-bar-row");
+      row.appendChild(el("span", "ats-bar-label", b[0]));
+      var bar = el("span", "ats-bar");
+      bar.style.width = Math.round(200 * (data.max_abs > 0 ? Math.abs(b[1]) / data.max_abs : 0)) + "px";
+      bar.style.background = diverging(b[1] >= 0 ? data.max_abs : -data.max_abs, data.max_abs);
+      row.appendChild(bar);
+      row.appendChild(el("span", null, fmt(b[1])));
+      bars.appendChild(row);
+    });
+    root.appendChild(bars);
+  }
+
+  var RENDER = { tokens: renderTokens, head: renderHead, model: renderModel, matrix: renderMatrix,
+                 lens: renderLens, dla: renderDla };
   var roots = document.querySelectorAll(".attnscope-view:not([data-rendered])");
   Array.prototype.forEach.call(roots, function (root) {
     root.setAttribute("data-rendered", "1");
