@@ -246,7 +246,7 @@ def test_bad_arguments(models):
     for k in (0, VOCAB + 1, 2.5):
         with pytest.raises(ValueError, match=r"top_k must be an integer in 1..97"):
             ats.logit_lens(model, inputs, top_k=k)
-    with pytest.raises(ValueError, match="pass tokenizer="):
+    with pytest.raises(ValueError, match="needs tokenizer="):
         ats.logit_lens(model, "hello")
     with pytest.raises(ValueError, match="is a string; pass tokenizer="):
         ats.logit_lens(model, inputs, target="cat")

@@ -23,7 +23,7 @@ from ..capturing import AttentionEvent, capture
 from ..adapters.unembedding import BlockParts, block_parts, find_readout, freeze_norm
 from ..inputs import token_strings
 from ..results.dla import DLAResult
-from ._common import block_output, hooks, input_tokens, last_position_index, lens_inputs, lens_target, readout_logits
+from .readout import block_output, hooks, input_tokens, last_position_index, lens_inputs, lens_target, readout_logits
 
 __all__ = ["direct_logit_attribution"]
 

@@ -17,7 +17,7 @@ from ..ops import vocab_projection
 from ..adapters.unembedding import Readout, find_readout
 from ..inputs import ModelInputs
 from ..results.lens import LensResult
-from ._common import (block_output, hooks, input_tokens, last_position_index, lens_inputs, lens_target,
+from .readout import (block_output, hooks, input_tokens, last_position_index, lens_inputs, lens_target,
                       readout_logits, token_table)
 
 __all__ = ["logit_lens", "normed_stream"]

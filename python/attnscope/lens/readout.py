@@ -1,4 +1,5 @@
-"""What the logit lens and direct logit attribution share: inputs, the residual stream, targets, token strings."""
+"""Reading the residual stream out through the model's unembedding, and what the logit lens and direct logit
+attribution share with it: inputs, block outputs, targets, token strings."""
 
 from __future__ import annotations
 
