@@ -37,6 +37,12 @@ _PUBLIC = {
     "HeadStats": ".results",
     "attention_flow": ".analysis",
     "show_config": ".environment",
+    "capture_activations": ".activations",
+    "neuron_stats": ".activations",
+    "weights": ".activations",
+    "ActivationResult": ".results",
+    "NeuronStats": ".results",
+    "Weights": ".results",
 }
 _SUBMODULES = {"ops", "viz", "analysis", "attribution", "organisms", "testing", "results", "capturing", "adapters"}
 
@@ -50,6 +56,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .analysis import head_stats  # noqa: F401
     from .attribution import attribute, attribute_dataset, attribute_generation, list_methods  # noqa: F401
     from .results import AttentionResult, AttributionResult, GenerationAttribution, HeadStats, load  # noqa: F401
+    from .activations import capture_activations, neuron_stats, weights  # noqa: F401
+    from .results import ActivationResult, NeuronStats, Weights  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

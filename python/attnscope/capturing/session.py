@@ -17,8 +17,9 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..activations.capture import ActivationCapture
 from ..adapters import AttentionSlot, find_attention_modules
-from ..results import AttentionResult
+from ..results import ActivationResult, AttentionResult
 from .function import AttentionCall, CaptureOptions, attend, eager_function_of
 
 _REDUCE = (None, "mean", "max", "sum")
@@ -52,6 +53,14 @@ def _configs_of(model: nn.Module) -> list[Any]:
     return list(seen.values())
 
 
+def _activation_scope(model: nn.Module, spec: Any, tokenizer: Any) -> ActivationCapture | None:
+    if spec is None:
+        return None
+    if isinstance(spec, dict):
+        return ActivationCapture(model, tokenizer=tokenizer, **spec)
+    return ActivationCapture(model, sites=spec, tokenizer=tokenizer)
+
+
 def _normalize_layers(layers: Sequence[int] | int | None, n_layers: int) -> list[int] | None:
     if layers is None:
         return None
@@ -80,6 +89,10 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         grad: record dF/dP of whatever is back-propagated through the captured forward (``.grad``).
         tokenizer: used to fill ``.tokens``.
         query_chunk: query rows per chunk in the C++ loop (None = automatic).
+        activations: also record activations: site name(s) or a dict of :class:`attnscope.activations.
+            ActivationCapture` arguments (``{"sites": ("resid_post", "mlp_hidden"), "layers": [0], "reduce":
+            "norm"}``); ``cap.activations`` is then the ActivationResult of the last sequence. Pass ``layers=[]``
+            to record activations without attention.
 
     After the block, ``cap.result`` is the AttentionResult of the last sequence (one forward, or one
     ``generate()`` assembled into a single matrix) and ``cap.results`` holds all of them.
@@ -97,6 +110,7 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         grad: bool = False,
         tokenizer: Any = None,
         query_chunk: int | None = None,
+        activations: Any = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a Hugging Face transformer (torch.nn.Module), got {type(model).__name__}")
@@ -144,6 +158,7 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         self._registered: list[str] = []
         self.calls = 0
         self.inputs: dict[str, Tensor] | None = None
+        self._activations = _activation_scope(model, activations, tokenizer)
 
     # --- installation -------------------------------------------------------------------------------------
     def __enter__(self) -> capture:
@@ -165,6 +180,8 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
                     self._registered.append(name)
                 cfg.__dict__["_attn_implementation_internal"] = name
             self._guard_generate()
+            if self._activations is not None:
+                self._activations.__enter__()
         except BaseException:
             self._uninstall()
             raise
@@ -174,6 +191,15 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         self._uninstall()
         if exc_type is None:
             self.results = [self._assemble(seq) for seq in self._sequences]
+            if self._activations is not None:
+                self._activations.__exit__(None, None, None)
+
+    @property
+    def activations(self) -> ActivationResult:
+        """The ActivationResult of the last sequence (with ``activations=``)."""
+        if self._activations is None:
+            raise RuntimeError("no activations were asked for: pass ats.capture(model, activations=('resid_post',))")
+        return self._activations.result
 
     def _guard_generate(self) -> None:
         """Refuse beam search inside the scope: reordered caches would scramble the assembled rows."""
@@ -197,6 +223,9 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
     def _uninstall(self) -> None:
         from transformers.masking_utils import AttentionMaskInterface
         from transformers.modeling_utils import AttentionInterface
+
+        if self._activations is not None:
+            self._activations.remove()
 
         if getattr(self, "_patched_generate", False):
             self.model.__dict__.pop("generate", None)
