@@ -182,7 +182,7 @@ class ActivationCapture:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.remove()
-        if exc_type is None:
+        if exc_type is None and self.consumer is None:
             self.results = [self._assemble(seq) for seq in self._sequences]
 
     def remove(self) -> None:
