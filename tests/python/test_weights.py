@@ -124,7 +124,7 @@ def test_norms_spectra_views_and_persistence(tmp_path):
     w = ats.weights(model)
     assert w.matrix_norms.shape == (2, len(w.matrix_names))
     j = w.matrix_names.index("attn.c_attn.weight")
-    assert float(w.matrix_norms[1, j]) == pytest.approx(float(base_model(model).h[1].attn.c_attn.weight.norm()),
+    assert float(w.matrix_norms[1, j]) == pytest.approx(float(base_model(model).h[1].attn.c_attn.weight.detach().norm()),
                                                         rel=1e-6)
     s = w.spectra("qk")
     assert s.shape == (2, 4, 8) and bool((s[..., :-1] >= s[..., 1:]).all())

@@ -132,7 +132,7 @@ class NeuronStats:
         from ..viz import token_view
 
         examples = [{"tokens": c["tokens"], "scores": c["activations"],
-                     "label": f"#{i + 1}  text {c['text']}, position {c['position']} "
+                     "label": f"#{i + 1} text {c['text']}, position {c['position']} "
                               f"({c['tokens'][c['centre']]!s}): {c['value']:.4g}"}
                     for i, c in enumerate(self.contexts(layer, neuron))]
         if not examples:
