@@ -23,12 +23,27 @@ venv_site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths(
 # addsitedir (which processes .venv's own .pth files) is used rather than a bare path.
 echo "import site; site.addsitedir('$venv_site')" > "$site/_attnscope_venv.pth"
 
-if "$PY" -c "import inseq" 2>/dev/null; then
-    echo "bench/.env: inseq $("$PY" -c 'import importlib.metadata as m; print(m.version("inseq"))') ready"
-    exit 0
-fi
 PIP=("$PY" -m pip install --quiet --disable-pip-version-check --no-deps -c "$ROOT/constraints.txt")
-# inseq 0.7.1 imports jaxtyping (which imports wadler_lindig), typeguard <= 2.13.3 and treescope at import time.
-"${PIP[@]}" "inseq==0.7.1" "jaxtyping" "wadler_lindig" "typeguard==2.13.3" "treescope"
+
+install_inseq() {
+    "$PY" -c "import inseq" 2>/dev/null && return 0
+    # inseq 0.7.1 imports jaxtyping (which imports wadler_lindig), typeguard <= 2.13.3 and treescope at import time.
+    "${PIP[@]}" "inseq==0.7.1" "jaxtyping" "wadler_lindig" "typeguard==2.13.3" "treescope"
+}
+
+# bench/activations.py (TransformerLens run_with_cache). The lens benchmark's branch installs the same package
+# set; each check is an import, so running both functions installs it once.
+install_transformer_lens_for_activations() {
+    "$PY" -c "import transformer_lens.model_bridge" 2>/dev/null && return 0
+    # TransformerLens 4.3.0 lists torch, wandb and CUDA-pulling extras among its dependencies; at import time it
+    # needs einops, jaxtyping, beartype, fancy_einsum, accelerate and datasets (pyarrow, dill, xxhash, multiprocess).
+    "${PIP[@]}" "transformer-lens==4.3.0" "einops" "jaxtyping" "wadler_lindig" "beartype" "fancy_einsum" \
+        "accelerate" "datasets" "pyarrow" "dill" "xxhash" "multiprocess"
+}
+
+install_inseq
+install_transformer_lens_for_activations
 "$PY" -c "import torch, inseq; assert torch.__version__.startswith('2.13.0'), torch.__version__"
-echo "bench/.env: inseq $("$PY" -c 'import importlib.metadata as m; print(m.version("inseq"))') ready"
+"$PY" -c "import torch, transformer_lens.model_bridge; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+echo "bench/.env: inseq $("$PY" -c 'import importlib.metadata as m; print(m.version("inseq"))'), transformer-lens" \
+     "$("$PY" -c 'import importlib.metadata as m; print(m.version("transformer-lens"))') ready"
