@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from ..adapters.sites import SITES, Family, find_family, num_heads, num_layers, site_module
+from ..adapters.sites import SITES, Family, find_family, layer_indices, num_heads, num_layers, site_module
 from ..inputs import model_device, model_inputs
 from ..results.activations import ActivationResult
 
@@ -54,20 +54,13 @@ def normalize_sites(sites: SiteSpec) -> dict[str, str | None]:
 
 
 def normalize_layers(layers: Sequence[int] | int | None, n_layers: int) -> list[int]:
-    if layers is None:
+    """Layer indices to hook: None = all; an empty list is an error (nothing would be captured)."""
+    out = layer_indices(layers, n_layers)
+    if out is None:
         return list(range(n_layers))
-    if isinstance(layers, int):
-        layers = [layers]
-    out = []
-    for layer in layers:
-        if not isinstance(layer, int) or isinstance(layer, bool):
-            raise TypeError(f"layers must be integers, got {layer!r}")
-        if not -n_layers <= layer < n_layers:
-            raise ValueError(f"layer {layer} out of range: model has {n_layers} layers (0..{n_layers - 1})")
-        out.append(layer % n_layers)
     if not out:
         raise ValueError("layers is empty: pass None for all layers or at least one index")
-    return sorted(set(out))
+    return out
 
 
 def _normalize_reduce(reduce: Reduce) -> tuple[str | None, int]:

@@ -20,7 +20,7 @@ A family not in the table can still be captured by naming modules: ``sites={"mlp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -205,6 +205,23 @@ def num_heads(model: nn.Module) -> int:
     return n
 
 
+def layer_indices(layers: Sequence[int] | int | None, n_layers: int) -> list[int] | None:
+    """``layers`` as sorted distinct indices in ``0..n_layers-1`` (negative ones count from the end); None stays
+    None. Raises ``ValueError`` naming an index out of range."""
+    if layers is None:
+        return None
+    if isinstance(layers, int):
+        layers = [layers]
+    out = []
+    for layer in layers:
+        if not isinstance(layer, int) or isinstance(layer, bool):
+            raise TypeError(f"layers must be integers, got {layer!r}")
+        if not -n_layers <= layer < n_layers:
+            raise ValueError(f"layer {layer} out of range: model has {n_layers} layers (0..{n_layers - 1})")
+        out.append(layer % n_layers)
+    return sorted(set(out))
+
+
 def get_module(root: nn.Module, path: str, *, owner: nn.Module | None = None) -> nn.Module:
     try:
         return root.get_submodule(path)
@@ -244,4 +261,4 @@ def attention_weights(model: nn.Module, layer: int) -> AttentionWeights:
 
 
 __all__ = ["FAMILIES", "SITES", "Family", "SitePath", "attention_weights", "base_model", "find_family",
-           "get_module", "num_heads", "num_layers", "site_module", "supported_model_types"]
+           "get_module", "layer_indices", "num_heads", "num_layers", "site_module", "supported_model_types"]

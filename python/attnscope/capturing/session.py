@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ..activations.capture import ActivationCapture
 from ..adapters import AttentionSlot, find_attention_modules
+from ..adapters.sites import layer_indices
 from ..results import ActivationResult, AttentionResult
 from .function import AttentionCall, CaptureOptions, attend, eager_function_of
 
@@ -59,21 +60,6 @@ def _activation_scope(model: nn.Module, spec: Any, tokenizer: Any) -> Activation
     if isinstance(spec, dict):
         return ActivationCapture(model, tokenizer=tokenizer, **spec)
     return ActivationCapture(model, sites=spec, tokenizer=tokenizer)
-
-
-def _normalize_layers(layers: Sequence[int] | int | None, n_layers: int) -> list[int] | None:
-    if layers is None:
-        return None
-    if isinstance(layers, int):
-        layers = [layers]
-    out = []
-    for layer in layers:
-        if not isinstance(layer, int) or isinstance(layer, bool):
-            raise TypeError(f"layers must be integers, got {layer!r}")
-        if not -n_layers <= layer < n_layers:
-            raise ValueError(f"layer {layer} out of range: model has {n_layers} layers (0..{n_layers - 1})")
-        out.append(layer % n_layers)
-    return sorted(set(out))
 
 
 class capture:  # noqa: N801  (used as a context manager: `with ats.capture(model) as cap:`)
@@ -133,7 +119,7 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
             counts[slot.stack] += 1
         self.stack_sizes = dict(counts)
         n_layers = counts.get("main") or counts.get("encoder") or max(counts.values())
-        self.layers = _normalize_layers(layers, n_layers)
+        self.layers = layer_indices(layers, n_layers)
         n_heads = getattr(getattr(model, "config", None), "num_attention_heads", None)
         if isinstance(heads, int):
             heads = [heads]
