@@ -194,7 +194,9 @@ class ActivationCapture:
         offset = 0
         if cache is not None and hasattr(cache, "get_seq_length"):
             offset = int(cache.get_seq_length())
-        if offset == 0 or not self._sequences:
+        if self.consumer is not None:  # streaming: nothing is kept from one forward to the next
+            self._sequences = [_Sequence()]
+        elif offset == 0 or not self._sequences:
             self._sequences.append(_Sequence())
         self._offset = offset
         ids = kwargs.get("input_ids", kwargs.get("inputs_embeds", args[0] if args else None))
