@@ -17,7 +17,8 @@ the top-20 (value, text, position) with a context window of +-8 tokens of activa
 Equality first: ``capture_activations`` vs ``run_with_cache`` on every site where the conventions match (resid_pre,
 resid_mid, resid_post, attn_out, mlp_out, mlp_hidden = hook_post, head_out = attn.hook_z), max |diff| <= 1e-4; and
 the two loops' top-20 values, means and maxima on the first batches. Timing: alternating, warm-up 1, ``--repeats``;
-memory: each side in a fresh subprocess, peak RSS above the RSS after the model (and the bridge) is loaded.
+memory: each side in a fresh subprocess, peak RSS above the RSS after the model (and the bridge) is loaded
+and one text has gone through (imports, the C++ extension, allocator pools).
 Run: ``python -m bench.activations`` (needs bench/.env: ``bash bench/setup_env.sh``; the script re-runs itself there).
 """
 
@@ -166,13 +167,16 @@ def measure(variant: str, shape_name: str, n_texts: int, length: int, batch: int
     texts = corpus(n_texts, length, shape["vocab"])
     import attnscope  # noqa: F401  (loaded before the baseline)
 
+    # Each side first runs one text (imports, the C++ extension, allocator pools), so the peak is the pass's own.
     if variant == "transformer_lens":
         with tempfile.TemporaryDirectory() as folder:
             bridge = bridge_of(model, tok, folder)
         del model
+        tl_stats(bridge, tok, texts[:1], 1, shape["n_layer"])
         with PeakRSS() as peak:
             tl_stats(bridge, tok, texts, batch, shape["n_layer"])
     else:
+        ours(model, tok, texts[:1], 1)
         with PeakRSS() as peak:
             ours(model, tok, texts, batch)
     print(json.dumps({"peak_mib": peak.above_baseline}))

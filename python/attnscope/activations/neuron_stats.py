@@ -44,7 +44,7 @@ class _Accumulator:
         self.fired = torch.zeros(units, dtype=torch.long, device=device)
         self.values, self.keys = empty_topk(units, k, device=device)
         self.window_acts = torch.zeros(units, k, width, dtype=torch.float32, device=device)
-        self.window_ids = torch.full((units, k, width), -1, dtype=torch.long, device=device)
+        self.window_ids = torch.full((units, k, width), -1, dtype=torch.int32, device=device)
 
 
 class _Stream:
@@ -95,7 +95,7 @@ class _Stream:
             pos_c = pos.clamp(0, x.shape[1] - 1)
             inside &= self.valid[b.unsqueeze(1), pos_c]
             acts[unit, slot] = torch.where(inside, x[b.unsqueeze(1), pos_c, unit.unsqueeze(1)].float(), 0.0)
-            ids[unit, slot] = torch.where(inside, self.ids[b.unsqueeze(1), pos_c], -1)
+            ids[unit, slot] = torch.where(inside, self.ids[b.unsqueeze(1), pos_c], -1).to(torch.int32)
         empty = source < 0
         acts[empty] = 0.0
         ids[empty] = -1

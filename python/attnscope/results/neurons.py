@@ -21,8 +21,8 @@ class NeuronStats:
         top_values: ``[layer, neuron, k]`` the k largest activations, best first (``-inf`` where fewer tokens).
         top_text, top_position: ``[layer, neuron, k]`` where each came from (index in the corpus, token position);
             -1 for empty slots. Ties are ordered by (text, position).
-        context_ids, context_acts: ``[layer, neuron, k, 2 * context + 1]`` token ids (-1 outside the text) and the
-            neuron's activation on each, centred on the top position.
+        context_ids, context_acts: ``[layer, neuron, k, 2 * context + 1]`` token ids (int32, -1 outside the text)
+            and the neuron's activation on each, centred on the top position.
         mean, max, frequency: ``[layer, neuron]``: mean and max activation over all tokens, and the fraction of
             tokens on which the activation exceeds ``threshold``.
         n_texts, n_tokens, truncated: corpus size (texts, non-padding tokens, texts cut to the model's length).
