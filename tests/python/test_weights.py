@@ -103,7 +103,8 @@ def test_positional_qk_matches_the_model_rope():
         qs = qm.float().expand(1, 1, 17, -1)
         ks = km.float().expand(1, 1, 17, -1)
         qr, kr = apply_rotary_pos_emb(qs, ks, cos, sin)
-    expected = torch.stack([qr[0, 0, d] @ kr[0, 0, 0] for d in range(1, 17)]).double() * base.layers[0].self_attn.scaling
+    scaling = base.layers[0].self_attn.scaling
+    expected = torch.stack([qr[0, 0, d] @ kr[0, 0, 0] for d in range(1, 17)]).double() * scaling
     torch.testing.assert_close(w.positional_qk(0, 0), expected, atol=1e-4, rtol=1e-4)
 
 
@@ -124,8 +125,8 @@ def test_norms_spectra_views_and_persistence(tmp_path):
     w = ats.weights(model)
     assert w.matrix_norms.shape == (2, len(w.matrix_names))
     j = w.matrix_names.index("attn.c_attn.weight")
-    assert float(w.matrix_norms[1, j]) == pytest.approx(float(base_model(model).h[1].attn.c_attn.weight.detach().norm()),
-                                                        rel=1e-6)
+    c_attn = base_model(model).h[1].attn.c_attn.weight.detach()
+    assert float(w.matrix_norms[1, j]) == pytest.approx(float(c_attn.norm()), rel=1e-6)
     s = w.spectra("qk")
     assert s.shape == (2, 4, 8) and bool((s[..., :-1] >= s[..., 1:]).all())
     assert w.plot() is not None and w.view("spectrum").kind == "matrix" and w.view("norms").kind == "matrix"

@@ -127,12 +127,13 @@ class ActivationCapture:
             excluded when an attention mask is given) or ``("topk", k)`` (the k largest units per token).
         tokenizer: fills ``.tokens`` of the result.
 
-    Used by ``ats.capture(model, activations=...)`` (``cap.activations``). After the block, ``.result`` is the ActivationResult of the last sequence (one forward, or one
-    ``generate()`` assembled along positions) and ``act.results`` holds all of them.
+    Used by ``ats.capture(model, activations=...)`` (``cap.activations``). After the block, ``.result`` is the
+    ActivationResult of the last sequence (one forward, or one ``generate()`` assembled along positions) and
+    ``.results`` holds all of them.
     """
 
-    def __init__(self, model: nn.Module, *, sites: SiteSpec = ("resid_post",), layers: Sequence[int] | int | None = None,
-                 positions: Sequence[int] | int | None = None, reduce: Reduce = None, tokenizer: Any = None,
+    def __init__(self, model: nn.Module, *, sites: SiteSpec = ("resid_post",),
+                 layers: Sequence[int] | int | None = None, positions: Sequence[int] | int | None = None, reduce: Reduce = None, tokenizer: Any = None,
                  consumer: Callable[[str, int, Tensor], None] | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a Hugging Face transformer (torch.nn.Module), got {type(model).__name__}")
@@ -315,7 +316,8 @@ def capture_activations(model: nn.Module, inputs: Any, *, sites: SiteSpec = ("re
             if isinstance(p, int) and not isinstance(p, bool) and not -seq <= p < seq:
                 raise ValueError(f"position {p} out of range: the input has {seq} positions (0..{seq - 1})")
         positions = [p % seq if isinstance(p, int) and not isinstance(p, bool) else p for p in plist]
-    scope = ActivationCapture(model, sites=sites, layers=layers, positions=positions, reduce=reduce, tokenizer=tokenizer)
+    scope = ActivationCapture(model, sites=sites, layers=layers, positions=positions, reduce=reduce,
+                              tokenizer=tokenizer)
     scope.inputs = kwargs
     with scope, torch.no_grad():
         model(**kwargs)

@@ -67,7 +67,8 @@ class ActivationResult:
     # --- residual stream ------------------------------------------------------------------------------------
     def _residual(self, site: str | None) -> tuple[str, Tensor]:
         if self.reduce not in (None, "norm"):
-            raise ValueError(f"residual-stream views need reduce=None or 'norm', this result has reduce={self.reduce!r}")
+            raise ValueError("residual-stream views need reduce=None or 'norm', this result has "
+                             f"reduce={self.reduce!r}")
         if site is None:
             site = next((s for s in _RESIDUAL if s in self.activations), None)
             if site is None:

@@ -123,7 +123,8 @@ class NeuronStats:
                              "max": float(self.max[li, n]), "frequency": float(self.frequency[li, n]),
                              "top_value": float(self.top_values[li, n, 0]),
                              "top_token": self.vocab.get(top_id) if top_id >= 0 else None,
-                             "top_text": int(self.top_text[li, n, 0]), "top_position": int(self.top_position[li, n, 0])})
+                             "top_text": int(self.top_text[li, n, 0]),
+                             "top_position": int(self.top_position[li, n, 0])})
         return pd.DataFrame(rows)
 
     def view(self, layer: int, neuron: int):

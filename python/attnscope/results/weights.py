@@ -193,7 +193,8 @@ class Weights:
         if layer not in self.layers:
             raise ValueError(f"layer {layer} out of range: the weights hold layers {self.layers}")
         if not isinstance(head, int) or not 0 <= head < self.num_heads:
-            raise ValueError(f"head {head!r} out of range: layers have {self.num_heads} heads (0..{self.num_heads - 1})")
+            raise ValueError(f"head {head!r} out of range: layers have {self.num_heads} heads "
+                             f"(0..{self.num_heads - 1})")
         return self.layers.index(layer)
 
     def _gain(self, li: int, fold_norm: bool) -> Tensor | None:
