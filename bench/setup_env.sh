@@ -36,6 +36,7 @@ if ! "$PY" -c "import transformer_lens.model_bridge, transformer_lens.tools.anal
     "${PIP[@]}" "transformer-lens==4.3.0" "einops" "jaxtyping" "wadler_lindig" "beartype" "fancy_einsum" \
         "accelerate" "datasets" "pyarrow" "dill" "xxhash" "multiprocess"
 fi
+
 "$PY" -c "import torch, inseq; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 "$PY" -c "import torch, transformer_lens.model_bridge; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 echo "bench/.env: inseq $("$PY" -c 'import importlib.metadata as m; print(m.version("inseq"))'), transformer-lens" \

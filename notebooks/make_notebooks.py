@@ -190,6 +190,43 @@ NOTEBOOKS = {
                       "dla.by_head"),
         new_code_cell("dla.show()"),
     ],
+    "06_inside_the_model.ipynb": [
+        new_markdown_cell("# Inside the model: activations, neurons and weights of the induction organism\n\n"
+                          "The organism is a 2-layer Llama trained on `[<bos>, segment, segment]`: a previous-token "
+                          "head in layer 0 and an induction head in layer 1. Here we read its activations, stream "
+                          "neuron statistics over a corpus and read both heads from the weights alone."),
+        new_code_cell("import os\nos.environ.setdefault('HF_HUB_OFFLINE', '1')\nimport random\nimport torch\n"
+                      "import attnscope as ats\nfrom transformers.utils import logging as hf_logging\n\n"
+                      "hf_logging.disable_progress_bar()\nmodel, tok = ats.organisms.load('induction')\n"
+                      "rng = random.Random(0)\nseg = [f't{i}' for i in rng.sample(range(128), 12)]\n"
+                      "text = ' '.join(seg + seg)"),
+        new_markdown_cell("## Activations at named sites\n`resid_post` equals the model's own `output_hidden_states` "
+                          "(the last one after the final norm):"),
+        new_code_cell("res = ats.capture_activations(model, text, tokenizer=tok,\n"
+                      "                              sites=('resid_post', 'head_out', 'attn_out', 'mlp_hidden'))\n"
+                      "enc = tok(text, return_tensors='pt')\nwith torch.no_grad():\n"
+                      "    hidden = model(**enc, output_hidden_states=True).hidden_states\n"
+                      "err = (res.get('resid_post')[0] - hidden[1]).abs().max().item()\n"
+                      "print(res)\nprint(f'max |resid_post[0] - hidden_states[1]| = {err:.1e}')\nassert err <= 1e-6"),
+        new_code_cell("res.show('norms')   # residual-stream norm per layer and position"),
+        new_code_cell("fig = res.plot('projection')   # the tokens in a shared 2-D PCA basis, layer by layer"),
+        new_markdown_cell("## Neurons over a corpus, streamed\nOne pass over 200 repeated-segment texts keeps, per "
+                          "neuron, its 10 top (text, position) pairs with their contexts (a C++ running top-k merge); "
+                          "memory does not grow with the corpus."),
+        new_code_cell("texts = []\nfor _ in range(200):\n    s = [f't{i}' for i in rng.sample(range(128), rng.randrange(4, 16))]\n"
+                      "    texts.append(' '.join(s + s))\n"
+                      "stats = ats.neuron_stats(model, tok, texts, top_k=10, context=6, progress=False)\n"
+                      "print(stats)\nstats.to_pandas().sort_values('max', ascending=False).head()"),
+        new_code_cell("layer, neuron, count, value = stats.top_neurons(k=1)[0]\nstats.show(layer, neuron)"),
+        new_markdown_cell("## The circuit from the weights alone\nThe induction head's OV circuit copies: read "
+                          "through the embeddings and the unembedding, each token's largest output is itself. The "
+                          "previous-token head's RoPE-aware positional QK score peaks at offset 1."),
+        new_code_cell("w = ats.weights(model)\nov = w.ov(1, 0)\nprint(ov.top_pairs(8, tok))\n"
+                      "print(f'copying score of L1H0: {ov.copying_score():.3f}')\nassert ov.copying_score() > 0.9\n"
+                      "pos = w.positional_qk(0, 0, 16)\nprint('L0H0 positional score, offsets 1..16:', "
+                      "[round(v, 2) for v in pos.tolist()])\nassert int(pos.argmax()) == 0"),
+        new_code_cell("ov.view(list(range(3, 27)), tok)   # source token x output token"),
+    ],
 }
 
 

@@ -48,6 +48,12 @@ _PUBLIC = {
     "direct_logit_attribution": ".lens",
     "LensResult": ".results",
     "DLAResult": ".results",
+    "capture_activations": ".activations",
+    "neuron_stats": ".activations",
+    "weights": ".activations",
+    "ActivationResult": ".results",
+    "NeuronStats": ".results",
+    "Weights": ".results",
 }
 _SUBMODULES = {"ops", "viz", "analysis", "attribution", "organisms", "testing", "results", "capturing", "adapters", "lens"}
 
@@ -65,6 +71,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .results import EmbeddingProjection, TokenNeighbors  # noqa: F401
     from .lens import direct_logit_attribution, logit_lens  # noqa: F401
     from .results import DLAResult, LensResult  # noqa: F401
+    from .activations import capture_activations, neuron_stats, weights  # noqa: F401
+    from .results import ActivationResult, NeuronStats, Weights  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -22,9 +22,12 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..activations.capture import ActivationCapture
 from ..adapters import AttentionSlot, find_attention_modules
 from ..results import AttentionResult
 from .consumers import AttentionEvent, CaptureConsumer, check_consumer
+from ..adapters.sites import layer_indices
+from ..results import ActivationResult, AttentionResult
 from .function import AttentionCall, CaptureOptions, attend, eager_function_of
 
 _REDUCE = (None, "mean", "max", "sum")
@@ -58,19 +61,12 @@ def _configs_of(model: nn.Module) -> list[Any]:
     return list(seen.values())
 
 
-def _normalize_layers(layers: Sequence[int] | int | None, n_layers: int) -> list[int] | None:
-    if layers is None:
+def _activation_scope(model: nn.Module, spec: Any, tokenizer: Any) -> ActivationCapture | None:
+    if spec is None:
         return None
-    if isinstance(layers, int):
-        layers = [layers]
-    out = []
-    for layer in layers:
-        if not isinstance(layer, int) or isinstance(layer, bool):
-            raise TypeError(f"layers must be integers, got {layer!r}")
-        if not -n_layers <= layer < n_layers:
-            raise ValueError(f"layer {layer} out of range: model has {n_layers} layers (0..{n_layers - 1})")
-        out.append(layer % n_layers)
-    return sorted(set(out))
+    if isinstance(spec, dict):
+        return ActivationCapture(model, tokenizer=tokenizer, **spec)
+    return ActivationCapture(model, sites=spec, tokenizer=tokenizer)
 
 
 class capture:  # noqa: N801  (used as a context manager: `with ats.capture(model) as cap:`)
@@ -91,6 +87,10 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         record: False keeps nothing in ``cap.results`` (for scopes that only feed consumers): each layer's output
             is then computed by the model's own attention function and no probabilities are built unless a
             consumer ``needs_probs``.
+        activations: also record activations: site name(s) or a dict of :class:`attnscope.activations.
+            ActivationCapture` arguments (``{"sites": ("resid_post", "mlp_hidden"), "layers": [0], "reduce":
+            "norm"}``); ``cap.activations`` is then the ActivationResult of the last sequence. Pass ``layers=[]``
+            to record activations without attention.
 
     After the block, ``cap.result`` is the AttentionResult of the last sequence (one forward, or one
     ``generate()`` assembled into a single matrix) and ``cap.results`` holds all of them.
@@ -110,6 +110,7 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         query_chunk: int | None = None,
         consumers: Sequence[CaptureConsumer] = (),
         record: bool = True,
+        activations: Any = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a Hugging Face transformer (torch.nn.Module), got {type(model).__name__}")
@@ -138,7 +139,7 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
             counts[slot.stack] += 1
         self.stack_sizes = dict(counts)
         n_layers = counts.get("main") or counts.get("encoder") or max(counts.values())
-        self.layers = _normalize_layers(layers, n_layers)
+        self.layers = layer_indices(layers, n_layers)
         n_heads = getattr(getattr(model, "config", None), "num_attention_heads", None)
         if isinstance(heads, int):
             heads = [heads]
@@ -171,6 +172,7 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         """Let ``consumer`` see every attention call captured from now on (also inside the block); returns it."""
         self.consumers.append(check_consumer(consumer))
         return consumer
+        self._activations = _activation_scope(model, activations, tokenizer)
 
     # --- installation -------------------------------------------------------------------------------------
     def __enter__(self) -> capture:
@@ -191,6 +193,8 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
                 cfg.__dict__["_attn_implementation_internal"] = name
             self._input_hook = self.model.register_forward_pre_hook(self._note_inputs, with_kwargs=True)
             self._guard_generate()
+            if self._activations is not None:
+                self._activations.__enter__()
         except BaseException:
             self._uninstall()
             raise
@@ -200,6 +204,15 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         self._uninstall()
         if exc_type is None:
             self.results = [self._assemble(seq) for seq in self._sequences]
+            if self._activations is not None:
+                self._activations.__exit__(None, None, None)
+
+    @property
+    def activations(self) -> ActivationResult:
+        """The ActivationResult of the last sequence (with ``activations=``)."""
+        if self._activations is None:
+            raise RuntimeError("no activations were asked for: pass ats.capture(model, activations=('resid_post',))")
+        return self._activations.result
 
     def _guard_generate(self) -> None:
         """Refuse beam search inside the scope: reordered caches would scramble the assembled rows."""
@@ -228,6 +241,9 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
             self._input_hook.remove()
             self._input_hook = None
         self._forward_inputs = {}
+        if self._activations is not None:
+            self._activations.remove()
+
         if getattr(self, "_patched_generate", False):
             self.model.__dict__.pop("generate", None)
             self._patched_generate = False

@@ -14,6 +14,7 @@ area module               ops
 ``ops.quadrature``        quadrature_rule, composite_gauss_legendre, refine_segments
 ``ops.solvers``           weighted_least_squares, weighted_lasso (pybind11)
 ``ops.vocab``             vocab_projection (the logit lens' streaming readout)
+``ops.topk``              topk_merge (neuron statistics' running top-k)
 ``ops.spec``              AttentionSpec: the attention arguments the attention ops share
 ========================  ===========================================================================
 
@@ -36,6 +37,7 @@ from .quadrature import QUADRATURE_RULES, composite_gauss_legendre, quadrature_r
 from .relevance import attention_grad_relevance
 from .solvers import RankDeficientError, WlsSolution, weighted_lasso, weighted_least_squares
 from .spec import AttentionSpec
+from .topk import TopkMerge, empty_topk, topk_merge
 from .vocab import VocabProjection, vocab_projection
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "QUADRATURE_RULES",
     "RankDeficientError",
     "ReducedAttention",
+    "TopkMerge",
     "VocabProjection",
     "WlsSolution",
     "attention_flow",
@@ -54,9 +57,11 @@ __all__ = [
     "attention_probs",
     "attention_probs_reduced",
     "composite_gauss_legendre",
+    "empty_topk",
     "quadrature_rule",
     "refine_segments",
     "rollout",
+    "topk_merge",
     "vocab_projection",
     "weighted_lasso",
     "weighted_least_squares",

@@ -1,5 +1,6 @@
 """Result objects returned by attnscope's public functions."""
 
+from .activations import ActivationResult
 from .attention import AttentionResult
 from .attribution import AttributionResult
 from .dataset import DatasetAttribution
@@ -8,7 +9,10 @@ from .dla import DLAResult
 from .generation import GenerationAttribution
 from .head_stats import HeadStats
 from .lens import LensResult
+from .neurons import NeuronStats
 from .persist import load
+from .weights import Weights
 
-__all__ = ["AttentionResult", "AttributionResult", "DLAResult", "DatasetAttribution", "EmbeddingProjection",
-           "GenerationAttribution", "HeadStats", "LensResult", "TokenNeighbors", "load"]
+__all__ = ["ActivationResult", "AttentionResult", "AttributionResult", "DLAResult", "DatasetAttribution",
+           "EmbeddingProjection", "GenerationAttribution", "HeadStats", "LensResult", "NeuronStats", "TokenNeighbors",
+           "Weights", "load"]
