@@ -90,7 +90,7 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         activations: also record activations: site name(s) or a dict of :class:`attnscope.activations.
             ActivationCapture` arguments (``{"sites": ("resid_post", "mlp_hidden"), "layers": [0], "reduce":
             "norm"}``); ``cap.activations`` is then the ActivationResult of the last sequence. Pass ``layers=[]``
-            to record activations without attention.
+            (or ``record=False``) to record activations without attention.
 
     After the block, ``cap.result`` is the AttentionResult of the last sequence (one forward, or one
     ``generate()`` assembled into a single matrix) and ``cap.results`` holds all of them.
@@ -167,12 +167,12 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         self.inputs: dict[str, Tensor] | None = None
         self._forward_inputs: dict[str, Tensor] = {}
         self._input_hook: Any = None
+        self._activations = _activation_scope(model, activations, tokenizer)
 
     def add_consumer(self, consumer: CaptureConsumer) -> CaptureConsumer:
         """Let ``consumer`` see every attention call captured from now on (also inside the block); returns it."""
         self.consumers.append(check_consumer(consumer))
         return consumer
-        self._activations = _activation_scope(model, activations, tokenizer)
 
     # --- installation -------------------------------------------------------------------------------------
     def __enter__(self) -> capture:
@@ -243,7 +243,6 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         self._forward_inputs = {}
         if self._activations is not None:
             self._activations.remove()
-
         if getattr(self, "_patched_generate", False):
             self.model.__dict__.pop("generate", None)
             self._patched_generate = False
