@@ -22,6 +22,61 @@ tokenizer = AutoTokenizer.from_pretrained(path)
 model = AutoModel.from_pretrained(path).eval()   # SDPA, the default"""
 
 NOTEBOOKS = {
+    "07_translation_attribution.ipynb": [
+        new_markdown_cell("# Translation attribution\n\nAn encoder-decoder model explained end to end: its encoder, "
+                          "decoder and cross attention with the right tokens, and attributions of each target token "
+                          "to the source tokens and to the target prefix (inseq's encoder-decoder output), from one "
+                          "teacher-forced pass. The model here is a tiny random Marian-style translation model built "
+                          "from a config, so the notebook runs offline in seconds; with a real one "
+                          "(`MarianMTModel.from_pretrained('Helsinki-NLP/opus-mt-en-de')` and its tokenizer) every "
+                          "call stays the same."),
+        new_code_cell("import os\nos.environ.setdefault('HF_HUB_OFFLINE', '1')\nimport torch\nimport attnscope as ats\n"
+                      "from tokenizers import Tokenizer, models, pre_tokenizers\n"
+                      "from transformers import MarianConfig, MarianMTModel, PreTrainedTokenizerFast\n\n"
+                      "words = ['<pad>', '</s>', '<unk>'] + 'the cat sees a small bird die katze sieht einen kleinen vogel'.split()\n"
+                      "backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token='<unk>'))\n"
+                      "backend.pre_tokenizer = pre_tokenizers.Whitespace()\n"
+                      "tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token='<pad>', eos_token='</s>',\n"
+                      "                                    unk_token='<unk>')\n"
+                      "torch.manual_seed(0)\n"
+                      "model = MarianMTModel(MarianConfig(vocab_size=len(words), d_model=32, encoder_layers=2, decoder_layers=2,\n"
+                      "    encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,\n"
+                      "    max_position_embeddings=64, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)).eval()\n"
+                      "source, target = 'the cat sees a small bird', 'die katze sieht einen kleinen vogel'"),
+        new_markdown_cell("## Attention of the three stacks\nThe decoder's inputs are the start token and the target "
+                          "(teacher forcing); without them, the decoder starts as `generate` does. Cross attention "
+                          "has the target tokens as queries and the source tokens as keys."),
+        new_code_cell("enc = tokenizer([source], return_tensors='pt')\n"
+                      "start = model.generation_config.decoder_start_token_id\n"
+                      "decoder_ids = torch.tensor([[start] + tokenizer(target, add_special_tokens=False)['input_ids']])\n"
+                      "inputs = {**enc, 'decoder_input_ids': decoder_ids}\n"
+                      "res = ats.capture_attention(model, inputs, tokenizer=tokenizer)\n"
+                      "print(res.encoder.weights.shape, res.decoder.weights.shape, res.cross.weights.shape)\n"
+                      "res.cross.to_pandas(threshold=0.2).head()"),
+        new_code_cell("from attnscope.testing import assert_attention_matches_eager\n"
+                      "assert_attention_matches_eager(model, inputs)   # every stack equals eager output_attentions\n"
+                      "res.cross.show('model')"),
+        new_markdown_cell("## Attributing a translation\nWith the target text as target (teacher-forced "
+                          "log-probability), integrated gradients attribute to both embedding layers: `scores` are the "
+                          "source tokens, `decoder_scores` the target prefix (here the start token). Both together add "
+                          "up to the change of the target (completeness)."),
+        new_code_cell("attr = ats.attribute(model, enc, method='integrated_gradients', target=target, tokenizer=tokenizer)\n"
+                      "total = attr.scores.sum() + attr.decoder_scores.sum()\n"
+                      "gap = (attr.f_input - attr.f_baseline).item()\n"
+                      "print(f'sum of attributions {total.item():.4f} = F(x) - F(0) {gap:.4f} + delta {attr.delta.item():.1e}')\n"
+                      "assert abs(total.item() - gap - attr.delta.item()) < 1e-4\n"
+                      "attr.to_pandas()"),
+        new_code_cell("attr.show()"),
+        new_markdown_cell("## Every target token at once\n`attribute_generation` explains each target token by the "
+                          "source, the decoder's start token and the target tokens before it: one teacher-forced pass "
+                          "(or `max_new_tokens=` to translate greedily first)."),
+        new_code_cell("gen = ats.attribute_generation(model, tokenizer, source, continuation=target, method='input_x_gradient')\n"
+                      "with torch.no_grad():   # the step scores are the model's own probabilities of the target tokens\n"
+                      "    probs = model(**enc, decoder_input_ids=decoder_ids).logits[0, :-1].softmax(-1)\n"
+                      "assert torch.allclose(gen.step_scores, probs[torch.arange(len(gen.generated_ids)), gen.generated_ids], atol=1e-5)\n"
+                      "gen.to_pandas().groupby('source_part').score.apply(lambda s: s.abs().sum())"),
+        new_code_cell("gen.show()"),
+    ],
     "01_attention_minilm.ipynb": [
         new_markdown_cell("# Attention on all-MiniLM-L6-v2\n\nCapture exact attention weights while the model keeps "
                           "SDPA, compare them with eager attention, and look at them."),
@@ -230,8 +285,10 @@ NOTEBOOKS = {
 }
 
 
-def main() -> None:
+def main(names: list[str] | None = None) -> None:
     for name, cells in NOTEBOOKS.items():
+        if names and name not in names:
+            continue
         nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                                 "language": "python"}})
         nbformat.write(nb, HERE / name)
@@ -239,4 +296,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])  # names of notebooks to write; none: all

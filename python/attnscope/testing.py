@@ -11,27 +11,41 @@ from typing import Any
 
 
 def assert_attention_matches_eager(model: Any, inputs: Any, *, atol: float = 1e-5, **capture_kwargs: Any) -> None:
-    """Captured attention equals the model's own eager ``output_attentions`` on every non-padding query row."""
+    """Captured attention equals the model's own eager ``output_attentions`` on every non-padding query row.
+
+    Encoder-decoder models (Seq2Seq outputs) are checked stack by stack: encoder, decoder and cross attention
+    (decoder inputs as ``capture_attention`` builds them when none are given).
+    """
     import torch
 
+    from .adapters.seq2seq import with_decoder_inputs
     from .api import capture_attention
     from .inputs import model_inputs
 
-    kwargs = model_inputs(inputs, model=model).kwargs
+    kwargs = with_decoder_inputs(model, model_inputs(inputs, model=model).kwargs)
     res = capture_attention(model, kwargs, **capture_kwargs)
     eager = copy.deepcopy(model)
     eager.set_attn_implementation("eager")
     with torch.no_grad():
         out = eager(**kwargs, output_attentions=True)
-    want = torch.stack([a.float() for a in out.attentions])[res.layers]
-    mask = kwargs.get("attention_mask")
-    rows = torch.ones(want.shape[1], want.shape[-2], dtype=torch.bool) if mask is None else mask.bool()[:, -want.shape[-2]:]
-    rows = rows[None, :, None, :, None].expand_as(want)
-    diff = (res.weights.float() - want).abs().masked_fill(~rows, 0)
-    per_layer = diff.flatten(1).amax(1)
-    if per_layer.max().item() > atol:
-        detail = ", ".join(f"layer {layer}: {d:.2e}" for layer, d in zip(res.layers, per_layer.tolist()))
-        raise AssertionError(f"captured attention differs from eager by more than {atol:g}: {detail}")
+    if getattr(out, "encoder_attentions", None) is not None:
+        stacks = [(f"{name} ", getattr(res, name), getattr(out, f"{name}_attentions"))
+                  for name in ("encoder", "decoder", "cross")]
+    else:
+        stacks = [("", res, out.attentions)]
+    problems = []
+    for name, got, attentions in stacks:
+        want = torch.stack([a.float() for a in attentions])[got.layers]
+        mask = got.attention_mask
+        rows = torch.ones(want.shape[1], want.shape[-2], dtype=torch.bool) if mask is None else \
+            mask.bool()[:, -want.shape[-2]:]
+        rows = rows[None, :, None, :, None].expand_as(want)
+        diff = (got.weights.float() - want).abs().masked_fill(~rows, 0)
+        per_layer = diff.flatten(1).amax(1)
+        if per_layer.max().item() > atol:
+            problems += [f"{name}layer {layer}: {d:.2e}" for layer, d in zip(got.layers, per_layer.tolist())]
+    if problems:
+        raise AssertionError(f"captured attention differs from eager by more than {atol:g}: {', '.join(problems)}")
 
 
 def assert_completeness(result: Any, rtol: float = 0.01) -> None:
@@ -57,12 +71,38 @@ def _spearman(a, b) -> float:
 
 
 def _layer_list(model):
+    """The blocks to randomise, from the input side up (the cascade runs it backwards): the longest list of layers;
+    for encoder-decoder models the encoder's layers, then the decoder's."""
     import torch
 
-    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) > 0]
-    if not lists:
+    from .adapters.seq2seq import is_encoder_decoder
+
+    def longest(root):
+        lists = [m for m in root.modules() if isinstance(m, torch.nn.ModuleList) and len(m) > 0]
+        return max(lists, key=len) if lists else None
+
+    def heaviest(root):  # a stack's blocks hold all its layers' parameters (T5's blocks hold lists of their own)
+        lists = [m for m in root.modules() if isinstance(m, torch.nn.ModuleList) and len(m) > 0]
+        return max(lists, key=lambda m: sum(p.numel() for p in m.parameters())) if lists else None
+
+    if is_encoder_decoder(model) and hasattr(model, "get_encoder") and hasattr(model, "get_decoder"):
+        stacks = [heaviest(model.get_encoder()), heaviest(model.get_decoder())]
+        if all(s is not None for s in stacks):
+            return [block for stack in stacks for block in stack]
+    layers = longest(model)
+    if layers is None:
         raise ValueError(f"{type(model).__name__} has no list of layers (torch.nn.ModuleList) to randomise")
-    return max(lists, key=len)
+    return layers
+
+
+def _scores(result):
+    """``[batch, seq]`` scores with the padding mask; encoder-decoder results: the source, then the target prefix."""
+    import torch
+
+    if result.decoder_scores is None:
+        return result.scores, result.attention_mask.bool()
+    return (torch.cat([result.scores, result.decoder_scores], 1),
+            torch.cat([result.attention_mask, result.decoder_attention_mask], 1).bool())
 
 
 def _randomise(block, generator) -> None:
@@ -81,7 +121,8 @@ def assert_passes_randomization_check(model: Any, inputs: Any, method: str = "sa
                                       **attribute_kwargs: Any) -> list[float]:
     """Cascading model-parameter randomisation (Adebayo et al., 2018).
 
-    Randomises the transformer blocks from the top layer down, one more block each step, and attributes again.
+    Randomises the transformer blocks from the top layer down, one more block each step, and attributes again
+    (encoder-decoder models: the decoder's blocks, then the encoder's; the source and target-prefix scores).
     Passes when the mean |Spearman ρ| between the trained and the randomised attributions (over the steps, each the
     mean over examples) is below ``max_rank_correlation``: an attribution that ignores the weights fails. Returns ρ
     per step.
@@ -92,15 +133,14 @@ def assert_passes_randomization_check(model: Any, inputs: Any, method: str = "sa
     from .inputs import model_inputs
 
     kwargs = model_inputs(inputs, model=model).kwargs
-    mask = kwargs.get("attention_mask", torch.ones_like(kwargs["input_ids"])).bool()
-    trained = attribute(model, kwargs, method=method, **attribute_kwargs).scores
+    trained, mask = _scores(attribute(model, kwargs, method=method, **attribute_kwargs))
     randomised = copy.deepcopy(model)
     layers = _layer_list(randomised)
     generator = torch.Generator().manual_seed(seed)
     rhos = []
     for step, index in enumerate(reversed(range(len(layers)))):
         _randomise(layers[index], generator)
-        scores = attribute(randomised, kwargs, method=method, **attribute_kwargs).scores
+        scores, _ = _scores(attribute(randomised, kwargs, method=method, **attribute_kwargs))
         per_example = [abs(_spearman(trained[b][mask[b]], scores[b][mask[b]])) for b in range(scores.shape[0])]
         rhos.append(sum(per_example) / len(per_example))
     mean = sum(rhos) / len(rhos)

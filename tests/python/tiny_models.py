@@ -5,6 +5,11 @@ from __future__ import annotations
 import torch
 
 VOCAB = 97
+# Encoder-decoder families: BartModel (no head) and, with a language-model head, BART, T5 (relative position bias)
+# and a Marian-style translation model.
+SEQ2SEQ = ["bart", "bart_lm", "t5", "marian"]
+# Every family build() knows.
+FAMILIES = ["bert", "gpt2", "llama", "qwen2", "mistral", "gemma2", "gpt_oss", *SEQ2SEQ]
 
 
 def _scale_qk(model, factor: float) -> None:
@@ -46,11 +51,22 @@ def build(kind: str, attn: str = "sdpa"):
         with torch.no_grad():
             for layer in model.model.layers:
                 layer.self_attn.sinks.normal_(0.0, 1.0)
-    elif kind == "bart":
+    elif kind in ("bart", "bart_lm"):
         cfg = tf.BartConfig(vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2,
                             encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=48,
                             decoder_ffn_dim=48, max_position_embeddings=64)
-        model = tf.BartModel(cfg)
+        model = tf.BartModel(cfg) if kind == "bart" else tf.BartForConditionalGeneration(cfg)
+    elif kind == "t5":
+        cfg = tf.T5Config(vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_decoder_layers=2,
+                          num_heads=4, relative_attention_num_buckets=8, relative_attention_max_distance=16,
+                          decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+        model = tf.T5ForConditionalGeneration(cfg)
+    elif kind == "marian":
+        cfg = tf.MarianConfig(vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2,
+                              encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=48,
+                              decoder_ffn_dim=48, max_position_embeddings=64, pad_token_id=0, eos_token_id=1,
+                              decoder_start_token_id=0, scale_embedding=True)
+        model = tf.MarianMTModel(cfg)
     else:
         raise KeyError(kind)
     model.eval()
@@ -71,6 +87,15 @@ def batch(kind: str, padding: str | None, length: int = 10):
         mask[1, -3:] = 0
     ids = ids.masked_fill(mask == 0, 0)
     return {"input_ids": ids, "attention_mask": mask}
+
+
+def seq2seq_batch(padding: str | None, length: int = 8, target: int = 5):
+    """``batch`` plus decoder_input_ids ``[batch, target]`` starting with token 0 (the tiny models' start token)."""
+    inputs = batch("t5", padding, length)
+    g = torch.Generator().manual_seed(2)
+    dec = torch.randint(3, VOCAB, (inputs["input_ids"].shape[0], target), generator=g)
+    dec[:, 0] = 0
+    return {**inputs, "decoder_input_ids": dec}
 
 
 def eager_attentions_with_grad(kind: str, inputs, score):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
@@ -29,7 +30,17 @@ def eager_capture(model: nn.Module, inputs: dict[str, Tensor], layers: list[int]
         outputs = model(**inputs, output_attentions=True)
     finally:
         config.__dict__["_attn_implementation_internal"] = saved
-    attentions = [a for a in outputs.attentions if a is not None]
+    if getattr(outputs, "encoder_attentions", None) is not None:  # encoder-decoder: one result per stack
+        stacks = {name: _stack_result(getattr(outputs, f"{name}_attentions"), layers, opts)
+                  for name in ("encoder", "decoder", "cross")}
+        result = dataclasses.replace(stacks["encoder"], encoder=stacks["encoder"], decoder=stacks["decoder"],
+                                     cross=stacks["cross"])
+        return result, outputs
+    return _stack_result(outputs.attentions, layers, opts), outputs
+
+
+def _stack_result(attentions: Any, layers: list[int] | None, opts: CaptureOptions) -> AttentionResult:
+    attentions = [a for a in attentions if a is not None]
     chosen = list(range(len(attentions))) if layers is None else layers
     full = torch.stack([attentions[i].detach().float() for i in chosen])  # [layer, batch, head, q, k]
     sel = full if opts.heads is None else full[:, :, opts.heads]
@@ -41,4 +52,4 @@ def eager_capture(model: nn.Module, inputs: dict[str, Tensor], layers: list[int]
         result.topk_values, result.topk_indices = sel.topk(opts.topk, dim=-1)
     if opts.entropy:
         result.entropy = -torch.where(sel > 0, sel * sel.log(), torch.zeros_like(sel)).sum(-1)
-    return result, outputs
+    return result

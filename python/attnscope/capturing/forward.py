@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..adapters.seq2seq import with_decoder_inputs
 from ..results import AttentionResult
 from .fallback import eager_capture
 from .session import capture
@@ -20,8 +21,10 @@ def capture_forward(model: nn.Module, kwargs: dict[str, Tensor], *, grad: bool =
 
     Models whose attention does not go through the AttentionInterface fall back to eager ``output_attentions``
     (with a warning). ``grad=True`` keeps the forward's graph (when grad mode is on) so that a backward of the
-    outputs fills ``result.grad``.
+    outputs fills ``result.grad``. Encoder-decoder models given no decoder inputs get the start token, as
+    ``generate`` begins.
     """
+    kwargs = with_decoder_inputs(model, kwargs)
     cap = capture(model, grad=grad, **options)
     cap.inputs = kwargs
     with torch.set_grad_enabled(grad and torch.is_grad_enabled()) if grad else torch.no_grad():
@@ -31,6 +34,9 @@ def capture_forward(model: nn.Module, kwargs: dict[str, Tensor], *, grad: bool =
         result, outputs = eager_capture(model, kwargs, cap.layers, cap.options)
         cap.inputs = kwargs
         cap.attach_inputs(result)
+        for stack in ("encoder", "decoder", "cross"):
+            if getattr(result, stack) is not None:
+                cap.attach_inputs(getattr(result, stack), stack)
     else:
         result = cap.result
     return result, outputs

@@ -91,6 +91,52 @@ def _reduce_heads(t: Tensor, opts: CaptureOptions) -> Tensor:
     return t
 
 
+# Keyword arguments of attention functions: those attend() honours, and those that do not change the attention
+# (flags and tensors the layers pass through for other functions). Any other argument with a value is refused with
+# an error naming it: a bias or mask variant that the capture dropped would silently change the weights and the
+# model's output.
+_HONOURED = frozenset({"scaling", "softcap", "s_aux", "sliding_window", "is_causal", "dropout", "position_bias"})
+_INERT = frozenset({
+    "position_ids", "cache_position", "use_cache", "output_attentions", "output_hidden_states", "return_dict",
+    "output_router_logits", "encoder_hidden_states", "token_type_ids", "layer_idx", "past_key_values", "cache",
+})
+
+
+def check_arguments(module: nn.Module, kwargs: dict) -> None:
+    """Refuse an attention call whose arguments the capture would not honour (naming the argument)."""
+    for name, value in kwargs.items():
+        if name in _HONOURED or name in _INERT or value is None or value is False:
+            continue
+        raise ValueError(
+            f"{type(module).__name__} passes {name}={_describe(value)} to its attention function, which attnscope's "
+            "capture does not honour (it honours scaling, softcap, s_aux/sinks, sliding_window, is_causal, dropout "
+            "in eval mode and position_bias); capturing would change the weights and the model's output, so it is "
+            "refused. Capture with ats.capture_attention on a model of another family, or file an issue with the "
+            "model's name"
+        )
+    dropout = float(kwargs.get("dropout") or 0.0)
+    if dropout > 0 and module.training:
+        raise ValueError(
+            f"{type(module).__name__} is in training mode with attention dropout {dropout:g}: the captured weights "
+            "would not be the ones the forward used; call model.eval() before capturing"
+        )
+
+
+def _describe(value: object) -> str:
+    return f"Tensor{tuple(value.shape)}" if isinstance(value, Tensor) else repr(value)
+
+
+def _with_bias(mask: Tensor | None, bias: Tensor, k_len: int) -> Tensor:
+    """The additive float mask ``bias + mask`` (T5's relative position bias), as eager attention adds it: a boolean
+    mask becomes the dtype's minimum where False, as transformers' SDPA path does."""
+    bias = bias[..., :k_len]
+    if mask is None:
+        return bias
+    if mask.dtype == torch.bool:
+        return torch.where(mask, bias, torch.finfo(bias.dtype).min)
+    return bias + mask
+
+
 def call_spec(module: nn.Module, query: Tensor, key: Tensor, attention_mask: Tensor | None, kwargs: dict,
               query_chunk: int) -> AttentionSpec:
     """The attention arguments of one call as the ops take them (from the module and the interface's kwargs)."""
@@ -110,6 +156,9 @@ def call_spec(module: nn.Module, query: Tensor, key: Tensor, attention_mask: Ten
         window = int(kwargs.get("sliding_window") or 0) if is_causal else 0
         if mask is not None:  # a [batch, key] padding mask (flash-attention style)
             mask = mask.bool()[:, None, None, :]
+    bias = kwargs.get("position_bias")
+    if bias is not None:  # T5's relative position bias: part of the scores, as eager adds it
+        mask = _with_bias(mask, bias, k_len)
     return AttentionSpec(mask=mask, scale=scaling, is_causal=is_causal, window=window,
                          softcap=float(kwargs.get("softcap") or 0.0), sinks=sinks, query_chunk=query_chunk)
 
@@ -137,13 +186,17 @@ def attend(
     want_probs: bool = False,
 ) -> Attended:
     """Run one attention call: the layer output, the captured probabilities and the call's attention spec."""
+    check_arguments(module, kwargs)
     heads, q_len, k_len = query.shape[1], query.shape[2], key.shape[2]
     if opts.record and opts.heads is not None and max(opts.heads) >= heads:
         raise ValueError(f"head {max(opts.heads)} out of range: the model has {heads} heads (0..{heads - 1})")
     spec = call_spec(module, query, key, attention_mask, kwargs, opts.query_chunk)
     exotic = (spec.softcap > 0 or spec.sinks is not None) and not original_is_eager
     probs = None
-    if not opts.record or not (opts.wants_full or exotic):
+    # With an additive bias the output stays the model's own: its gradient reaches the bias (a learned parameter),
+    # which the op's probabilities do not differentiate.
+    pv = exotic or (opts.wants_full and kwargs.get("position_bias") is None)
+    if not opts.record or not pv:
         # SDPA would not compute what eager does with soft-capping or sinks: the module's eager function then.
         fn = eager_function_of(module) if exotic and not opts.record else original
         output, _ = fn(module, query, key, value, attention_mask, **kwargs)

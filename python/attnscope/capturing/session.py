@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from ..activations.capture import ActivationCapture
 from ..adapters import AttentionSlot, find_attention_modules
 from ..results import AttentionResult
+from . import labels
 from .consumers import AttentionEvent, CaptureConsumer, check_consumer
 from ..adapters.sites import layer_indices
 from ..results import ActivationResult, AttentionResult
@@ -349,7 +350,7 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
             )
         else:
             result = self._assemble_generation(per_layer, layers)
-        self.attach_inputs(result)
+        self.attach_inputs(result, stack)
         return result
 
     def _assemble_generation(self, per_layer: list[list[_Piece]], layers: list[int]) -> AttentionResult:
@@ -395,15 +396,10 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
             entropy=place("entropy", None),
         )
 
-    def attach_inputs(self, result: AttentionResult) -> None:
-        """Fill ``result.input_ids``, ``.attention_mask`` and ``.tokens`` from ``cap.inputs`` (when set)."""
-        if self.inputs is None:
-            return
-        ids = self.inputs.get("input_ids")
-        result.input_ids = ids
-        result.attention_mask = self.inputs.get("attention_mask")
-        if self.tokenizer is not None and ids is not None:
-            result.tokens = [self.tokenizer.convert_ids_to_tokens(row.tolist()) for row in ids]
+    def attach_inputs(self, result: AttentionResult, stack: str = "main") -> None:
+        """Fill ``result.input_ids``, ``.attention_mask`` and ``.tokens`` from ``cap.inputs`` (when set), with the
+        tokens of its ``stack`` (encoder-decoder models: see :mod:`attnscope.capturing.labels`)."""
+        labels.attach_inputs(result, self.inputs, self.tokenizer, stack)
 
     @property
     def result(self) -> AttentionResult:

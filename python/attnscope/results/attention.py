@@ -24,6 +24,9 @@ class AttentionResult:
         reduce: the head reduction ("mean", "max", "sum") or None.
         topk_values, topk_indices: ``[layer, batch, head, query, k]`` when ``topk`` was given.
         entropy: ``[layer, batch, head, query]`` (nats) when ``entropy=True``.
+        key_tokens, key_input_ids, key_attention_mask: the keys' tokens, ids and padding mask where keys are other
+            tokens than the queries (cross attention: the decoder's queries attend the encoder's tokens); None for
+            self-attention, whose keys are the queries' tokens (``tokens``, ``input_ids``, ``attention_mask``).
         attention_mask: ``[batch, key]`` padding mask of the inputs (1 = token), when known.
         tokens: token strings per example, when a tokenizer was given.
         encoder, decoder, cross: per-stack results of encoder-decoder models (same layout).
@@ -45,6 +48,9 @@ class AttentionResult:
     attention_mask: Tensor | None = None
     tokens: list[list[str]] | None = None
     input_ids: Tensor | None = None
+    key_tokens: list[list[str]] | None = None
+    key_input_ids: Tensor | None = None
+    key_attention_mask: Tensor | None = None
     encoder: AttentionResult | None = None
     decoder: AttentionResult | None = None
     cross: AttentionResult | None = None
@@ -81,6 +87,8 @@ class AttentionResult:
             entropy=apply(self.entropy),
             attention_mask=apply(self.attention_mask),
             input_ids=apply(self.input_ids),
+            key_input_ids=apply(self.key_input_ids),
+            key_attention_mask=apply(self.key_attention_mask),
             encoder=self.encoder._map(fn) if self.encoder is not None else None,
             decoder=self.decoder._map(fn) if self.decoder is not None else None,
             cross=self.cross._map(fn) if self.cross is not None else None,
@@ -111,10 +119,12 @@ class AttentionResult:
         if reduced:
             w = w.unsqueeze(2)
         keep = w > threshold
+        key_mask = self.key_attention_mask if self.key_attention_mask is not None else self.attention_mask
+        if skip_padding and key_mask is not None:
+            keep &= key_mask.cpu().bool()[None, :, None, None, :]
         if skip_padding and self.attention_mask is not None:
-            pad = self.attention_mask.cpu().bool()  # [batch, key]
+            pad = self.attention_mask.cpu().bool()  # [batch, query]
             n_q = w.shape[3]
-            keep &= pad[None, :, None, None, :]
             keep &= pad[:, -n_q:][None, :, None, :, None] if pad.shape[1] >= n_q else True
         idx = keep.nonzero()
         frame = pd.DataFrame(
@@ -129,9 +139,11 @@ class AttentionResult:
         )
         if reduced:
             frame = frame.drop(columns="head")
+        key_tokens = self.key_tokens if self.key_tokens is not None else self.tokens
         if self.tokens is not None:
             frame["query_token"] = [self.tokens[b][q] if q < len(self.tokens[b]) else "" for b, q in zip(frame["batch"], frame["query"])]
-            frame["key_token"] = [self.tokens[b][k] if k < len(self.tokens[b]) else "" for b, k in zip(frame["batch"], frame["key"])]
+        if key_tokens is not None:
+            frame["key_token"] = [key_tokens[b][k] if k < len(key_tokens[b]) else "" for b, k in zip(frame["batch"], frame["key"])]
         return frame
 
     # --- views ----------------------------------------------------------------------------------------------

@@ -38,6 +38,12 @@ class AttributionResult:
             ``n_steps_used`` counts the coalitions the estimate used.
         replacement_token: the token id that replaced absent features; kv_reuse: whether the causal LM's prefix
             cache was reused.
+
+    Encoder-decoder models (gradient methods): ``scores``/``raw``/``tokens`` are the source side (the encoder's
+    tokens), and the target prefix (the decoder's tokens) has
+        decoder_scores: ``[batch, target]``; decoder_raw: ``[batch, target, hidden]``; decoder_tokens;
+        decoder_input_ids, decoder_attention_mask: ``[batch, target]``.
+    Both sides together add up to ``F(x) - F(baseline) + delta`` for integrated gradients.
     """
 
     scores: Tensor
@@ -59,6 +65,11 @@ class AttributionResult:
     n_forwards: Tensor | None = None
     replacement_token: int | None = None
     kv_reuse: bool | None = None
+    decoder_scores: Tensor | None = None
+    decoder_raw: Tensor | None = None
+    decoder_tokens: list[list[str]] | None = None
+    decoder_input_ids: Tensor | None = None
+    decoder_attention_mask: Tensor | None = None
 
     def __repr__(self) -> str:
         b, n = self.scores.shape
@@ -112,32 +123,47 @@ class AttributionResult:
         return out
 
     def to_pandas(self):
-        """Long table: one row per (example, non-padding position) with token, score, method, target (and delta)."""
+        """Long table: one row per (example, non-padding position) with token, score, method, target (and delta).
+
+        Encoder-decoder results add the target prefix's rows and a ``side`` column (``source`` or ``target``)."""
         try:
             import pandas as pd
         except ImportError as err:
             raise ImportError("to_pandas() needs pandas: pip install pandas") from err
         rows = []
         for i in range(self.scores.shape[0]):
-            for j in self._valid(i):
+            for side, j, token, token_id, score in self._entries(i):
                 row = {
                     "example": i,
                     "position": j,
-                    "token": self.tokens[i][j],
-                    "token_id": int(self.input_ids[i, j]),
-                    "score": float(self.scores[i, j]),
+                    "token": token,
+                    "token_id": token_id,
+                    "score": score,
                     "method": self.method,
                     "target": str(self.target),
                 }
+                if self.decoder_scores is not None:
+                    row["side"] = side
                 if self.delta is not None:
                     row["delta"] = float(self.delta[i])
                 rows.append(row)
         return pd.DataFrame(rows)
 
+    def _entries(self, i: int) -> list[tuple[str, int, str, int, float]]:
+        """``(side, position, token, id, score)`` of example ``i``: the source's non-padding tokens, then (encoder-
+        decoder models) the target prefix's."""
+        out = [("source", j, self.tokens[i][j], int(self.input_ids[i, j]), float(self.scores[i, j]))
+               for j in self._valid(i)]
+        if self.decoder_scores is not None:
+            out += [("target", j, self.decoder_tokens[i][j], int(self.decoder_input_ids[i, j]),
+                     float(self.decoder_scores[i, j])) for j in range(self.decoder_scores.shape[1])
+                    if int(self.decoder_attention_mask[i, j]) != 0]
+        return out
 
     # --- views ----------------------------------------------------------------------------------------------
     def view(self):
-        """Tokens coloured by score (symmetric diverging scale, legend, values on hover, word/token toggle)."""
+        """Tokens coloured by score (symmetric diverging scale, legend, values on hover, word/token toggle);
+        encoder-decoder results show each example's source and its target prefix."""
         from ..viz import token_view
 
         examples = []
@@ -151,6 +177,10 @@ class AttributionResult:
                 "words": [w for w, _ in words],
                 "word_scores": [s for _, s in words],
             })
+            if self.decoder_scores is not None:
+                prefix = [e for e in self._entries(i) if e[0] == "target"]
+                examples.append({"label": f"example {i} · target prefix", "tokens": [e[2] for e in prefix],
+                                 "scores": [e[4] for e in prefix]})
         return token_view(examples, title="attnscope · attribution")
 
     def show(self):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import Tensor
 
@@ -31,6 +31,8 @@ class GenerationAttribution:
             ``target="prob"``, the log-probability for ``"logprob"``...).
         method, target: what was computed; engine: how the backward passes ran (``is_grads_batched``,
             ``expanded``, ``kv_reuse``, ``full`` or ``capture``); n_forwards: sequence rows run through the model.
+        prefix_ids, prefix_tokens: encoder-decoder models: the decoder's tokens before the generated ones (its
+            start token), the columns between the source (``prompt_*``) and the generated tokens; empty otherwise.
     """
 
     matrix: Tensor
@@ -43,19 +45,27 @@ class GenerationAttribution:
     target: str
     engine: str = ""
     n_forwards: int = 0
+    prefix_ids: Tensor | None = None
+    prefix_tokens: list[str] = field(default_factory=list)
 
     @property
     def tokens(self) -> list[str]:
-        """All source tokens: the prompt, then the generated ones (the matrix's columns)."""
-        return list(self.prompt_tokens) + list(self.generated_tokens)
+        """All source tokens: the prompt, the decoder's prefix (encoder-decoder models), then the generated ones
+        (the matrix's columns)."""
+        return list(self.prompt_tokens) + list(self.prefix_tokens) + list(self.generated_tokens)
 
     @property
     def prompt_len(self) -> int:
         return len(self.prompt_tokens)
 
+    @property
+    def context_len(self) -> int:
+        """Columns before the first generated token: the prompt (source) and the decoder's prefix."""
+        return len(self.prompt_tokens) + len(self.prefix_tokens)
+
     def __repr__(self) -> str:
         t, n = self.matrix.shape
-        return (f"GenerationAttribution(method={self.method!r}, target={self.target!r}, prompt={n - t}, "
+        return (f"GenerationAttribution(method={self.method!r}, target={self.target!r}, prompt={self.prompt_len}, "
                 f"generated={t}, engine={self.engine!r})")
 
     def prompt_totals(self) -> Tensor:
@@ -71,7 +81,7 @@ class GenerationAttribution:
         sources = self.tokens
         rows = []
         for t, tok in enumerate(self.generated_tokens):
-            for s in range(self.prompt_len + t):
+            for s in range(self.context_len + t):
                 rows.append({
                     "step": t,
                     "generated_token": tok,
@@ -79,7 +89,8 @@ class GenerationAttribution:
                     "step_score": float(self.step_scores[t]),
                     "source_position": s,
                     "source_token": sources[s],
-                    "source_part": "prompt" if s < self.prompt_len else "generated",
+                    "source_part": "prompt" if s < self.prompt_len else "prefix" if s < self.context_len else
+                    "generated",
                     "score": float(self.matrix[t, s]),
                     "method": self.method,
                     "target": self.target,
@@ -123,6 +134,8 @@ class GenerationAttribution:
         ax.set_xticks(range(n), self.tokens, rotation=90, fontsize=7)
         ax.set_yticks(range(t), self.generated_tokens, fontsize=7)
         ax.axvline(self.prompt_len - 0.5, color="#555", linewidth=0.8)
+        if self.prefix_tokens:
+            ax.axvline(self.context_len - 0.5, color="#999", linewidth=0.8, linestyle=":")
         ax.set_xlabel("source token (prompt | generated)")
         ax.set_ylabel("generated token")
         ax.set_title(f"{self.method} · target {self.target}")

@@ -30,7 +30,11 @@ def _encode(obj: Any, prefix: str, tensors: dict[str, Tensor]) -> Any:
                                  and stored.dtype == obj.dtype and stored.stride() == obj.stride()):
                 return {"__tensor__": key}
         key = prefix or "value"
-        tensors[key] = obj.detach().cpu()
+        value = obj.detach().cpu()
+        storage = value.untyped_storage().data_ptr()
+        if any(stored.untyped_storage().data_ptr() == storage for stored in tensors.values()):
+            value = value.clone()  # a view of a stored tensor (e.g. decoder ids sliced from the inputs)
+        tensors[key] = value
         return {"__tensor__": key}
     if dataclasses.is_dataclass(obj) and type(obj).__name__ in _TYPES:
         fields = {}

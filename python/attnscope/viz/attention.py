@@ -10,6 +10,11 @@ from .html import View
 MAX_GRID = 48  # model-view heatmaps are pooled to at most this many rows and columns
 
 
+def _is_cross(result) -> bool:
+    """Keys are other tokens than the queries (cross attention of an encoder-decoder model)."""
+    return result.key_attention_mask is not None or result.key_tokens is not None or result.key_input_ids is not None
+
+
 def _example(result, batch: int) -> tuple[Tensor, list[str], list[str]]:
     """[layer, head, q, k] weights of one example without padding, and its query/key token labels."""
     if result.weights is None:
@@ -21,18 +26,28 @@ def _example(result, batch: int) -> tuple[Tensor, list[str], list[str]]:
     if w.dim() == 3:  # reduced over heads
         w = w.unsqueeze(1)
     n_q, n_k = w.shape[-2], w.shape[-1]
+    cross = _is_cross(result)
+    key_mask = result.key_attention_mask if cross else result.attention_mask
     keys = list(range(n_k))
-    if result.attention_mask is not None and result.attention_mask.shape[-1] == n_k:
-        keys = [i for i, keep in enumerate(result.attention_mask[batch].tolist()) if keep]
-    offset = n_k - n_q
-    queries = [i for i in range(n_q) if (i + offset) in set(keys)] if keys != list(range(n_k)) else list(range(n_q))
+    if key_mask is not None and key_mask.shape[-1] == n_k:
+        keys = [i for i, keep in enumerate(key_mask[batch].tolist()) if keep]
+    if cross:  # queries are other tokens (the decoder's): their own mask, no offset
+        offset = 0
+        query_mask = result.attention_mask
+        queries = list(range(n_q))
+        if query_mask is not None and query_mask.shape[-1] == n_q:
+            queries = [i for i, keep in enumerate(query_mask[batch].tolist()) if keep]
+    else:
+        offset = n_k - n_q
+        queries = [i for i in range(n_q) if (i + offset) in set(keys)] if keys != list(range(n_k)) else list(range(n_q))
     w = w[:, :, queries][:, :, :, keys]
     tokens = result.tokens[batch] if result.tokens is not None else None
+    key_tokens = result.key_tokens[batch] if result.key_tokens is not None else tokens
 
-    def label(i: int) -> str:
-        return tokens[i] if tokens is not None and i < len(tokens) else str(i)
+    def label(labels: list[str] | None, i: int) -> str:
+        return labels[i] if labels is not None and i < len(labels) else str(i)
 
-    return w, [label(i + offset) for i in queries], [label(i) for i in keys]
+    return w, [label(tokens, i + offset) for i in queries], [label(key_tokens, i) for i in keys]
 
 
 def _measure(result) -> str:
@@ -79,16 +94,19 @@ def model_view(result, *, batch: int = 0) -> View:
     w, queries, keys = _example(result, batch)
     n = max(w.shape[-2], w.shape[-1])
     labels = keys
+    extra = {}
     if n > MAX_GRID:  # pool long inputs so the grid stays light; labels become position ranges
         w = torch.nn.functional.adaptive_avg_pool2d(w, (MAX_GRID, MAX_GRID))
         step = n / MAX_GRID
         labels = [f"{int(i * step)}-{int((i + 1) * step) - 1}" for i in range(MAX_GRID)]
+    elif _is_cross(result):  # decoder rows over encoder columns: a rectangle with its own row labels
+        extra = {"nr": w.shape[-2], "nc": w.shape[-1], "row_labels": queries}
     elif w.shape[-2] != w.shape[-1]:  # generation: pad the query axis to a square
         w = torch.nn.functional.pad(w, (0, 0, w.shape[-1] - w.shape[-2], 0))
-    size = w.shape[-1]
+    size = max(w.shape[-2], w.shape[-1])
     cells = [[[round(v, 4) for v in w[li, hi].reshape(-1).tolist()] for hi in range(w.shape[1])]
              for li in range(w.shape[0])]
-    data = {"layers": [str(layer) for layer in result.layers], "heads": _head_labels(result, w.shape[1]),
+    data = {**extra, "layers": [str(layer) for layer in result.layers], "heads": _head_labels(result, w.shape[1]),
             "cells": cells, "n": size, "labels": labels}
     return View("model", data, token_count=len(keys), title=f"attnscope · {_measure(result)} model view", height=720)
 

@@ -31,7 +31,9 @@ from ..base import check_options, options_class
 from ..catalog import check_int
 from ...inputs import model_inputs, token_strings
 from ..scope import scoped_model
+from ...adapters.seq2seq import decoder_start_id, is_encoder_decoder
 from .run import GenerationRun
+from .seq2seq import Seq2SeqGenerationRun
 from .step_target import StepTarget
 
 ENGINES = ("auto", "is_grads_batched", "expanded")
@@ -97,7 +99,9 @@ def attribute_generation(
     """Attribute every generated token of a causal language model to the prompt and the earlier generated tokens.
 
     Args:
-        model: a Hugging Face causal LM (decoder-only: ``*ForCausalLM``, ``GPT2LMHeadModel``...).
+        model: a Hugging Face causal LM (decoder-only: ``*ForCausalLM``, ``GPT2LMHeadModel``...) or an
+            encoder-decoder model with a language-model head (BART, T5, Marian: ``*ForConditionalGeneration``,
+            ``MarianMTModel``), whose prompt is the source text (the encoder's input).
         tokenizer: its tokenizer (for text prompts and continuations, and the token strings); may be None when
             ``prompt`` and ``continuation`` are token ids.
         prompt: one prompt, a string (tokenized with the tokenizer's special tokens, e.g. BOS) or token ids.
@@ -121,21 +125,30 @@ def attribute_generation(
 
     Returns:
         :class:`~attnscope.results.GenerationAttribution`: ``matrix [generated, prompt + generated]`` (zero right of
-        the diagonal), ``prompt_tokens``, ``generated_tokens``, ``step_scores``.
+        the diagonal), ``prompt_tokens``, ``generated_tokens``, ``step_scores``. Encoder-decoder models: ``matrix
+        [generated, source + prefix + generated]``, the columns the source tokens (``prompt_tokens``), the
+        decoder's start token (``prefix_tokens``) and the generated tokens (the target prefix of later steps).
     """
     spec, opts, embeddings, vocab = _check_arguments(model, method, max_new_tokens, batch_size, memory_budget,
                                                      engine, generation_kwargs, continuation, options)
     prompt_ids = _prompt_ids(prompt, tokenizer, model)
     device = embeddings.weight.device
+    seq2seq = is_encoder_decoder(model)
+    start_ids = [decoder_start_id(model)] if seq2seq else []
     with scoped_model(model):
         if continuation is None:
-            generated = _generate(model, tokenizer, prompt_ids, max_new_tokens, generation_kwargs or {}, device)
+            generated = _generate(model, tokenizer, prompt_ids, max_new_tokens, generation_kwargs or {}, device,
+                                  skip=len(start_ids) if seq2seq else len(prompt_ids))
         else:
             generated = _continuation_ids(continuation, tokenizer)
             _check_ids(generated, vocab, "continuation")
         step_target = StepTarget(target, tokenizer, len(generated), vocab)
-        run = GenerationRun(model, embeddings, prompt_ids, generated, step_target, device, tokenizer=tokenizer,
-                            vocab=vocab, engine=engine)
+        if seq2seq:  # columns: the source, the decoder's start token, the generated tokens
+            run = Seq2SeqGenerationRun(model, prompt_ids, start_ids, generated, step_target, device,
+                                       tokenizer=tokenizer, vocab=vocab, engine=engine)
+        else:
+            run = GenerationRun(model, embeddings, prompt_ids, generated, step_target, device, tokenizer=tokenizer,
+                                vocab=vocab, engine=engine)
         run.configure(batch_size, memory_budget, progress)
         run.step_values()
         matrix = spec.load().explain_generation(run, opts)
@@ -144,6 +157,8 @@ def attribute_generation(
     return GenerationAttribution(
         matrix=matrix.detach().cpu(),
         prompt_ids=torch.tensor(prompt_ids, dtype=torch.long),
+        prefix_ids=torch.tensor(start_ids, dtype=torch.long) if start_ids else None,
+        prefix_tokens=token_strings(tokenizer, start_ids),
         generated_ids=torch.tensor(generated, dtype=torch.long),
         prompt_tokens=token_strings(tokenizer, prompt_ids),
         generated_tokens=token_strings(tokenizer, generated),
@@ -161,9 +176,6 @@ def _check_arguments(model, method, max_new_tokens, batch_size, memory_budget, e
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module (a Hugging Face causal LM), got {type(model).__name__}")
     cfg = getattr(model, "config", None)
-    if getattr(cfg, "is_encoder_decoder", False):
-        raise ValueError(f"{type(model).__name__} is an encoder-decoder model; attribute_generation explains "
-                         "decoder-only causal language models")
     spec = catalog.get(method, "generation")
     given = {k: v for k, v in options.items() if v is not None}
     check_options(spec, given, "attribute_generation", spec.generation_options,
@@ -195,7 +207,8 @@ def _check_ids(ids: list[int], vocab: int, what: str) -> None:
             raise ValueError(f"{what} token id {i} out of range: the vocabulary has {vocab} tokens")
 
 
-def _generate(model, tokenizer, prompt_ids, max_new_tokens, generation_kwargs, device) -> list[int]:
+def _generate(model, tokenizer, prompt_ids, max_new_tokens, generation_kwargs, device, skip: int) -> list[int]:
+    """Greedy generation; the tokens after the first ``skip`` of the output (the prompt, or the decoder's start)."""
     if not hasattr(model, "generate"):
         raise TypeError(f"{type(model).__name__} cannot generate (no .generate); pass continuation=")
     kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False}
@@ -208,7 +221,7 @@ def _generate(model, tokenizer, prompt_ids, max_new_tokens, generation_kwargs, d
     ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
     with torch.no_grad():
         out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
-    generated = [int(i) for i in out[0, len(prompt_ids):].tolist()]
+    generated = [int(i) for i in out[0, skip:].tolist()]
     if not generated:
         raise ValueError("the model generated no token (did generation stop at once?); pass continuation=")
     return generated

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from ...capturing.forward import capture_forward
 from ..base import AttributionMethod
+from .seq2seq import Seq2SeqGenerationRun, cross_and_decoder_attention
 
 __all__ = ["Attention"]
 
@@ -19,6 +20,12 @@ class Attention(AttributionMethod):
 
     @classmethod
     def explain_generation(cls, run, options) -> Tensor:
+        if isinstance(run, Seq2SeqGenerationRun):  # cross attention over the source, self-attention over the prefix
+            with run.bar(1, "attention") as bar:
+                matrix = cross_and_decoder_attention(run)
+                bar.update(1)
+            run.engine_used = "capture"
+            return matrix
         with run.bar(1, "attention") as bar:
             res, _ = capture_forward(run.model, {"input_ids": run.ids[None]}, reduce="mean")
             bar.update(1)

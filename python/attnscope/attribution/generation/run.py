@@ -272,6 +272,8 @@ class NoBatching(Exception):
 
 def supports_cache(model: nn.Module) -> bool:
     """Decoder-only HF models with a DynamicCache that can be repeated over a batch."""
+    if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+        return False
     try:
         from transformers.cache_utils import DynamicCache
     except ImportError:

@@ -24,6 +24,7 @@ from ..base import AttributionMethod, Request
 from ..chunking import progress_bar
 from ..scope import scoped_model
 from .base import MethodOutput, gradient_result
+from .seq2seq import refuse_encoder_decoder
 
 __all__ = ["AttentionXGradient", "attention_x_gradient", "relevance_rows"]
 
@@ -35,6 +36,7 @@ class AttentionXGradient(AttributionMethod):
 
     def run(self, request: Request) -> AttributionResult:
         model, tokenizer, tgt, original = request.model, request.tokenizer, request.target, request.inputs
+        refuse_encoder_decoder(model, self.name)
         with scoped_model(model):
             prepared = tgt.extend(original, tokenizer, model)
             rows = torch.arange(prepared.batch, device=prepared.input_ids.device)

@@ -22,6 +22,7 @@ from ..chunking import choose_chunk
 from ...inputs import ModelInputs, token_strings
 from ..scope import scoped_model
 from .engine import GradientEngine
+from .seq2seq import Seq2SeqFrame
 
 __all__ = ["GradientMethod", "MethodOutput", "acc_dtype", "gradient_result"]
 
@@ -86,10 +87,17 @@ class GradientMethod(AttributionMethod):
     def run(self, request: Request) -> AttributionResult:
         model, tokenizer, tgt = request.model, request.tokenizer, request.target
         original = request.inputs
-        layer = resolve_layer(model, getattr(self.options, "layer", None))
+        layer_option = getattr(self.options, "layer", None)
+        # Encoder-decoder models: both embedding layers side by side, the target on the decoder's side.
+        frame = Seq2SeqFrame.for_model(model, layer_option, request.baselines)
+        layer = None if frame else resolve_layer(model, layer_option)
         with scoped_model(model):
-            prepared = tgt.extend(original, tokenizer, model)
-            engine = GradientEngine(model, layer, prepared, tgt)
+            if frame:
+                prepared, tgt = frame.extend(original, tgt, tokenizer)
+                engine = frame.engine(prepared, tgt)
+            else:
+                prepared = tgt.extend(original, tokenizer, model)
+                engine = GradientEngine(model, layer, prepared, tgt)
             engine.progress = request.progress
             with engine.installed():
                 x, outputs = engine.capture()
@@ -100,7 +108,7 @@ class GradientMethod(AttributionMethod):
                 logits = getattr(outputs, "logits", None)
                 vocab = int(logits.shape[-1]) if isinstance(logits, Tensor) and logits.dim() == 3 else 0
                 del outputs, logits
-                engine.chunk = choose_chunk(request.internal_batch_size, request.memory_budget, model, prepared.seq,
+                engine.chunk = choose_chunk(request.internal_batch_size, request.memory_budget, model, x.shape[1],
                                             vocab, self.points(prepared.batch))
 
                 def baselines(distribution: bool) -> Tensor:
@@ -111,7 +119,7 @@ class GradientMethod(AttributionMethod):
                     )
 
                 out = self.compute(GradientInputs(engine, x, f_input, request.seed, baselines))
-        return gradient_result(out.raw, prepared, original, tokenizer, self.name, tgt, out)
+        return (frame.result if frame else gradient_result)(out.raw, prepared, original, tokenizer, self.name, tgt, out)
 
 
 def gradient_result(raw_extended: Tensor, prepared: ModelInputs, original: ModelInputs, tokenizer: object,

@@ -18,6 +18,7 @@ from ... import ops
 from ...results.attribution import AttributionResult
 from ..base import AttributionMethod, Request
 from ..chunking import PERTURBATION_MAX_TOKENS, choose_chunk
+from ..gradient.seq2seq import refuse_encoder_decoder
 from ...inputs import ModelInputs, token_strings
 from ..scope import scoped_model
 from .engine import PerturbationEngine, resolve_features, resolve_replacement
@@ -55,6 +56,7 @@ class PerturbationMethod(AttributionMethod):
 
     def run(self, request: Request) -> AttributionResult:
         model, tokenizer, tgt, original = request.model, request.tokenizer, request.target, request.inputs
+        refuse_encoder_decoder(model, self.name)
         o = self.options
         feature_orig = resolve_features(o.features, o.feature_groups, original)  # [batch, orig_seq]
         vocab_size = getattr(getattr(model, "config", None), "vocab_size", None)

@@ -194,11 +194,13 @@
     grid.appendChild(el("span"));
     data.heads.forEach(function (h) { grid.appendChild(el("span", "ats-cell-label", "head " + h)); });
     var n = data.n;
+    // Cross attention: other tokens on the rows (data.nr x data.nc, data.row_labels); otherwise n x n.
+    var nr = data.nr || n, nc = data.nc || n, rowLabels = data.row_labels || data.labels;
     data.layers.forEach(function (layer, li) {
       grid.appendChild(el("span", "ats-cell-label", "layer " + layer));
       data.heads.forEach(function (head, hi) {
         var vals = data.cells[li][hi];
-        var c = heatmap(vals, n, n, Math.max(1, Math.floor(64 / n)), sequential, 1);
+        var c = heatmap(vals, nr, nc, Math.max(1, Math.floor(64 / n)), sequential, 1);
         c.style.width = "64px"; c.style.height = "64px";
         c.title = "layer " + layer + ", head " + head;
         c.addEventListener("click", function () { enlarge(li, hi); });
@@ -210,9 +212,9 @@
       big.textContent = "";
       big.appendChild(el("div", "ats-title", "layer " + data.layers[li] + ", head " + data.heads[hi]));
       var cell = Math.max(4, Math.floor(480 / n));
-      var c = heatmap(data.cells[li][hi], n, n, cell, sequential, 1);
-      hoverCells(c, cell, n, n, function (i, j) {
-        return data.labels[i] + " \u2192 " + data.labels[j] + ": " + fmt(data.cells[li][hi][i * n + j]);
+      var c = heatmap(data.cells[li][hi], nr, nc, cell, sequential, 1);
+      hoverCells(c, cell, nr, nc, function (i, j) {
+        return rowLabels[i] + " \u2192 " + data.labels[j] + ": " + fmt(data.cells[li][hi][i * nc + j]);
       }, tip);
       big.appendChild(c);
     }
