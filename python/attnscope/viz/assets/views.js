@@ -315,8 +315,6 @@
     root.appendChild(box);
   }
 
-  var RENDER = { tokens: renderTokens, head: renderHead, model: renderModel, matrix: renderMatrix, table: renderTable,
-                 scatter: renderScatter };
   // --- logit lens grid and direct logit attribution -------------------------------------------------------
   function renderLens(root, data) {
     var tip = tooltip(root);
@@ -418,8 +416,8 @@
     root.appendChild(bars);
   }
 
-  var RENDER = { tokens: renderTokens, head: renderHead, model: renderModel, matrix: renderMatrix,
-                 lens: renderLens, dla: renderDla };
+  var RENDER = { tokens: renderTokens, head: renderHead, model: renderModel, matrix: renderMatrix, table: renderTable,
+                 scatter: renderScatter, lens: renderLens, dla: renderDla };
   var roots = document.querySelectorAll(".attnscope-view:not([data-rendered])");
   Array.prototype.forEach.call(roots, function (root) {
     root.setAttribute("data-rendered", "1");
