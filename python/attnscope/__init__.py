@@ -37,8 +37,13 @@ _PUBLIC = {
     "HeadStats": ".results",
     "attention_flow": ".analysis",
     "show_config": ".environment",
+    "evaluate": ".quality",
+    "benchmark": ".quality",
+    "list_metrics": ".quality",
+    "EvaluationResult": ".results",
+    "BenchmarkResult": ".results",
 }
-_SUBMODULES = {"ops", "viz", "analysis", "attribution", "organisms", "testing", "results", "capturing", "adapters"}
+_SUBMODULES = {"ops", "viz", "analysis", "attribution", "organisms", "testing", "results", "capturing", "adapters", "quality"}
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import ops, viz  # noqa: F401
@@ -49,7 +54,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from . import analysis, organisms  # noqa: F401
     from .analysis import head_stats  # noqa: F401
     from .attribution import attribute, attribute_dataset, attribute_generation, list_methods  # noqa: F401
+    from .quality import benchmark, evaluate, list_metrics  # noqa: F401
     from .results import AttentionResult, AttributionResult, GenerationAttribution, HeadStats, load  # noqa: F401
+    from .results import BenchmarkResult, EvaluationResult  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -6,5 +6,6 @@ from .dataset import DatasetAttribution
 from .generation import GenerationAttribution
 from .head_stats import HeadStats
 from .persist import load
+from .quality import BenchmarkResult, EvaluationResult
 
-__all__ = ["AttentionResult", "AttributionResult", "DatasetAttribution", "GenerationAttribution", "HeadStats", "load"]
+__all__ = ["AttentionResult", "AttributionResult", "BenchmarkResult", "EvaluationResult", "DatasetAttribution", "GenerationAttribution", "HeadStats", "load"]
