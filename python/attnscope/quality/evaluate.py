@@ -3,6 +3,8 @@ AttributionResult (or of every generated token of a GenerationAttribution)."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +15,7 @@ from torch import Tensor, nn
 from ..attribution.api import attribute
 from ..attribution.perturbation.engine import resolve_features, resolve_replacement
 from ..attribution.scope import scoped_model
-from ..attribution.targets import Target, TokenId, resolve_target
+from ..attribution.targets import Class, Target, TokenId, resolve_target
 from ..inputs import ModelInputs, model_device, model_inputs, token_strings, vocabulary_size
 from ..results.attribution import AttributionResult
 from ..results.generation import GenerationAttribution
@@ -127,6 +129,22 @@ def _scores_of(attribution: Any, inputs: ModelInputs) -> tuple[Tensor, str, Any]
                     f"scores [batch, seq], got {type(attribution).__name__}")
 
 
+_DESCRIBED = re.compile(r"^(Class|TokenId|NextToken)\((\[[-0-9, ]*\]|-?[0-9]+)\)$")
+
+
+def _own_target(described: Any) -> Target | None:
+    """The attribution's target rebuilt from its description (``Class(2)``, ``TokenId([5, 7])``,
+    ``NextToken([43])``: the explained class or token ids), so the metrics read what the attribution explained."""
+    if described is None or isinstance(described, Target):
+        return described
+    match = _DESCRIBED.match(str(described))
+    if match is None:
+        raise ValueError(f"the attribution's target {described} cannot be rebuilt from its description: pass the "
+                         "same target= to evaluate")
+    index = json.loads(match.group(2))
+    return Class(index) if match.group(1) == "Class" else TokenId(index)
+
+
 def evaluate(
     model: nn.Module,
     inputs: Any,
@@ -215,7 +233,7 @@ def evaluate(
         inputs = {"input_ids": attribution.input_ids, "attention_mask": attribution.attention_mask}
     prepared = model_inputs(inputs, tokenizer=tokenizer, model=model, device=model_device(model))
     scores, method, own_target = _scores_of(attribution, prepared)
-    tgt = resolve_target(target if target is not None else own_target if isinstance(own_target, Target) else None)
+    tgt = resolve_target(target if target is not None else _own_target(own_target))
     tgt.prepare(model, tokenizer)
     values, curves, forwards, kv, bound, feats = _faithfulness_of(model, prepared, scores, tgt,
                                                                   [n for n in names if catalog.get(n).family ==
@@ -287,7 +305,7 @@ def _robust_and_sane(names, values, per_layer, *, model, inputs: ModelInputs, sc
                          "a tensor of scores")
 
     def explain_row(work: nn.Module, i: int) -> Tensor:
-        single = {k: v[i:i + 1] for k, v in inputs.forward_kwargs(torch.tensor([i], device=inputs.input_ids.device)).items()}
+        single = inputs.forward_kwargs(torch.tensor([i], device=inputs.input_ids.device))
         res = attribute(work, single, method=method, target=robustness.FixedRow(bound, i), tokenizer=tokenizer,
                         seed=seed, progress=False, **attribute_options)
         return res.scores[0].detach().cpu()
