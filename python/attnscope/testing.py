@@ -47,35 +47,6 @@ def assert_completeness(result: Any, rtol: float = 0.01) -> None:
                              f"{None if result.n_steps_used is None else result.n_steps_used.tolist()}): {detail}")
 
 
-def _spearman(a, b) -> float:
-
-    ra = a.argsort().argsort().double()
-    rb = b.argsort().argsort().double()
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denom = (ra.norm() * rb.norm()).item()
-    return float((ra @ rb).item() / denom) if denom > 0 else 0.0
-
-
-def _layer_list(model):
-    import torch
-
-    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) > 0]
-    if not lists:
-        raise ValueError(f"{type(model).__name__} has no list of layers (torch.nn.ModuleList) to randomise")
-    return max(lists, key=len)
-
-
-def _randomise(block, generator) -> None:
-    import torch
-
-    with torch.no_grad():
-        for name, p in block.named_parameters():
-            if p.dim() == 1:
-                p.fill_(1.0 if "norm" in name.lower() and name.endswith("weight") else 0.0)
-            else:
-                p.copy_(torch.randn(p.shape, generator=generator) * 0.02)
-
-
 def assert_passes_randomization_check(model: Any, inputs: Any, method: str = "saliency", *,
                                       max_rank_correlation: float = 0.5, seed: int = 0,
                                       **attribute_kwargs: Any) -> list[float]:
@@ -90,19 +61,15 @@ def assert_passes_randomization_check(model: Any, inputs: Any, method: str = "sa
 
     from .attribution import attribute
     from .inputs import model_inputs
+    from .quality.sanity import model_randomization
 
     kwargs = model_inputs(inputs, model=model).kwargs
     mask = kwargs.get("attention_mask", torch.ones_like(kwargs["input_ids"])).bool()
     trained = attribute(model, kwargs, method=method, **attribute_kwargs).scores
-    randomised = copy.deepcopy(model)
-    layers = _layer_list(randomised)
-    generator = torch.Generator().manual_seed(seed)
-    rhos = []
-    for step, index in enumerate(reversed(range(len(layers)))):
-        _randomise(layers[index], generator)
-        scores = attribute(randomised, kwargs, method=method, **attribute_kwargs).scores
-        per_example = [abs(_spearman(trained[b][mask[b]], scores[b][mask[b]])) for b in range(scores.shape[0])]
-        rhos.append(sum(per_example) / len(per_example))
+    per_step = model_randomization(
+        model, lambda work: attribute(work, kwargs, method=method, **attribute_kwargs).scores.detach().cpu(),
+        trained.detach().cpu(), mask.cpu(), cascading=True, seed=seed)  # [batch, layers]
+    rhos = per_step.mean(0).tolist()
     mean = sum(rhos) / len(rhos)
     if mean >= max_rank_correlation:
         detail = ", ".join(f"top {i + 1} layer(s) randomised: |rho|={r:.3f}" for i, r in enumerate(rhos))
