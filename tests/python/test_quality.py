@@ -395,3 +395,33 @@ def test_evaluation_result_views_in_chromium(bert_case, browser, tmp_path):
         best = browser.find_elements("css selector", "td.ats-best")
         assert len(best) >= 2  # one per metric column at least
         assert "http" not in view.html
+
+
+def _cli(*args):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "attnscope", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+
+
+def test_cli_benchmark_matches_the_python_api(tmp_path, organism):
+    import pandas as pd
+
+    from attnscope.organisms import path
+
+    texts = ["t1 t5 t9 t2 t1 t5 t9", "t3 t4 t8 t3"]
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
+    bad = _cli("benchmark", path("induction"), "--texts", tmp_path / "texts.txt", "--metrics", "aopc")
+    assert bad.returncode == 2 and "unknown metric 'aopc'; valid metrics: comprehensiveness" in bad.stderr
+    out = _cli("benchmark", path("induction"), "--texts", tmp_path / "texts.txt", "--methods", "saliency,occlusion",
+               "--metrics", "comprehensiveness,deletion", "--out", tmp_path / "b", "--quiet")
+    assert out.returncode == 0, out.stderr
+    table = pd.read_csv(tmp_path / "b" / "benchmark.csv").set_index(["method", "metric"])
+    model, tok = organism
+    want = ats.benchmark(model, tok, texts, methods=["saliency", "occlusion"], metrics=["comprehensiveness", "deletion"],
+                         progress=False).to_pandas().set_index(["method", "metric"])
+    for key in [("saliency", "comprehensiveness"), ("occlusion", "deletion")]:
+        assert abs(table.loc[key, "mean"] - want.loc[key, "mean"]) < 1e-9
+    assert "ats-best" in (tmp_path / "b" / "index.html").read_text()

@@ -30,7 +30,8 @@ class TableView(View):
 
     def __init__(self, body: str, *, title: str, token_count: int, height: int) -> None:
         self.kind, self.data, self.title, self.token_count, self.height = "table", {}, title, token_count, height
-        self.html = page(_CSS + body, title=title)
+        self.body_html = _CSS + body  # what a report embeds
+        self.html = page(self.body_html, title=title)
 
 
 def table_view(rows: Sequence[str], columns: Sequence[str], values: Sequence[Sequence[float]], *,
