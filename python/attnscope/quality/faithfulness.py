@@ -70,7 +70,7 @@ def _plan(name: str, s: np.ndarray, o: FaithfulnessOptions) -> Tensor:
 def _value(name: str, s: np.ndarray, f_x: float, f: np.ndarray, score: str) -> tuple[float, np.ndarray | None]:
     """The metric from the target values ``f`` of its coalitions; curves come back too."""
     if name in ("comprehensiveness", "sufficiency"):
-        return (float(np.mean(f_x - f)) if f.size else float("nan")), None
+        return (float(np.mean(f_x - f)) if f.size else 0.0), None  # no rationale (no positive score): 0, as ferret
     if name in ("deletion", "deletion_lerf", "insertion"):
         return rules.curve_auc(f), f
     if name == "tau_loo":

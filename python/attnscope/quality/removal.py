@@ -53,8 +53,9 @@ class ScoredTarget(Target):
         if logits is None:
             raise ValueError(f"score={self.score!r} needs a model with logits; {type(outputs).__name__} has none: pass "
                              "score='target' to use the target's own value")
-        probs = logits.float().log_softmax(-1)
-        return self.inner(probs if self.score == "logprob" else probs.exp(), rows, attention_mask)
+        logits = logits.float()
+        probs = logits.log_softmax(-1) if self.score == "logprob" else logits.softmax(-1)
+        return self.inner(probs, rows, attention_mask)
 
     def reads_last_position(self):
         return self.inner.reads_last_position()

@@ -52,7 +52,8 @@ class EvaluationResult:
 
     Attributes:
         values: metric name -> ``[batch]`` float64, one value per example (per generated token for a
-            GenerationAttribution); NaN where a metric is undefined (no positive score for an AOPC rationale).
+            GenerationAttribution); NaN where a metric is undefined (tau against constant scores); AOPC is 0 when
+            no feature has a positive score (ferret's convention).
         curves: curve metric (deletion, deletion_lerf, insertion) -> per example the target values after removing
             (inserting) 0, 1, ..., n features.
         per_layer: randomisation checks -> ``[batch, steps]`` |Spearman rho| per block randomised (top block first).
