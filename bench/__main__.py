@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SUITE = ["capture", "flow", "ig", "head_stats", "generation", "perturbation"]
+SUITE = ["capture", "flow", "ig", "head_stats", "generation", "perturbation", "quality"]
 # Extra tables that a bench writes with other settings (e.g. `python -m bench.ig --lengths 512 ...`).
 EXTRA = {"ig": ["ig_512"]}
 

@@ -207,12 +207,25 @@ def organism_without_bos():
     return model, tok
 
 
-def speed_organism(n: int, repeats: int) -> dict:
+def wide_llama(tok):
+    """A random causal LM with the organism's vocabulary, wide enough that forwards cost more than bookkeeping:
+    4 layers, hidden 256, 8 heads, MLP 1024."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
+                      num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=256, pad_token_id=0)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def speed_causal(n: int, repeats: int, wide: bool) -> dict:
     import attnscope as ats
     from attnscope.attribution import TokenId
 
     faith, _, Explanation, _ = import_ferret_evaluators()
     model, tok = organism_without_bos()
+    if wide:
+        model = wide_llama(tok)
     wrapped = LastPosition(model)
     items = []
     for text in organism_texts(n):
@@ -270,7 +283,9 @@ def speed_organism(n: int, repeats: int) -> dict:
     t_ferret, ft = _median(run_ferret, repeats)
     t_ours, ot = _median(run_ours, repeats)
     t_full, _ = _median(lambda: run_ours(kv_reuse=False), repeats)
-    return {"model": "induction organism (2-layer Llama causal LM), next-token target", "texts": n,
+    name = ("random Llama causal LM (4 layers, hidden 256), next-token target" if wide else
+            "induction organism (2-layer Llama causal LM, hidden 64), next-token target")
+    return {"model": name, "texts": n,
             "max_abs_diff": diffs, "max_abs_diff_kv": diffs_kv, "ferret_s": t_ferret, "ours_s": t_ours,
             "ours_no_kv_s": t_full,
             "ferret_times": ft, "ours_times": ot, "ratio": t_ferret / t_ours, "kv_gain": t_full / t_ours,
@@ -280,10 +295,11 @@ def speed_organism(n: int, repeats: int) -> dict:
 
 
 def markdown(res: dict) -> str:
-    a, b = res["minilm"], res["organism"]
+    a, b, c = res["minilm"], res["organism"], res["wide"]
     diff = ", ".join(f"{k} {v:.1e}" for k, v in a["max_abs_diff"].items())
     lines = [
-        f"ferret-xai 0.4.2 evaluators vs `ats.evaluate`, {a['texts']} texts each; medians of {res['repeats']} runs.",
+        f"ferret-xai 0.4.2 evaluators vs `ats.evaluate`: {a['texts']} texts (MiniLM, organism), {c['texts']} texts "
+        f"(wide Llama); medians of {res['repeats']} runs after a warm-up run that also counts the model rows.",
         "",
         f"Parity (MiniLM classifier, ferret's defaults: delete + decode/re-tokenise, [CLS]/[SEP] kept): max |diff| {diff}.",
         "Parity (organism, replacement by `<unk>`): max |diff| full forwards " +
@@ -294,10 +310,11 @@ def markdown(res: dict) -> str:
         "|---|---|---|---|---|---|",
         f"| {a['model']} | delete + roundtrip | {a['ferret_s']:.2f} | {a['ours_s']:.2f} | {a['ratio']:.2f}x | "
         f"{a['ferret_rows_per_text']:.1f} / {a['ours_rows_per_text']:.1f} |",
-        f"| {b['model']} | replace, KV prefix reuse | {b['ferret_s']:.2f} | {b['ours_s']:.2f} | {b['ratio']:.2f}x | "
-        f"{b['ferret_rows_per_text']:.1f} / {b['ours_rows_per_text']:.1f} |",
+        *(f"| {r['model']} | replace, KV prefix reuse | {r['ferret_s']:.2f} | {r['ours_s']:.2f} | {r['ratio']:.2f}x | "
+          f"{r['ferret_rows_per_text']:.1f} / {r['ours_rows_per_text']:.1f} |" for r in (b, c)),
         "",
-        f"Organism without KV reuse: {b['ours_no_kv_s']:.2f} s (KV reuse gains {b['kv_gain']:.2f}x). ferret runs its "
+        f"Without KV reuse: organism {b['ours_no_kv_s']:.2f} s (KV reuse {b['kv_gain']:.2f}x), wide Llama "
+        f"{c['ours_no_kv_s']:.2f} s (KV reuse {c['kv_gain']:.2f}x). ferret runs its "
         "AOPC over k = 1..n as the deletion curve (it has no deletion AUC), in its fixed batches of 8 rows.",
     ]
     return "\n".join(lines)
@@ -306,11 +323,13 @@ def markdown(res: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--texts", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--wide-texts", type=int, default=10, help="texts for the wide random Llama (slow forwards)")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     res = {"repeats": args.repeats, "minilm": parity_and_speed_minilm(args.texts, args.repeats),
-           "organism": speed_organism(args.texts, args.repeats)}
+           "organism": speed_causal(args.texts, args.repeats, wide=False),
+           "wide": speed_causal(args.wide_texts, args.repeats, wide=True)}
     from bench._harness import write
 
     write("quality", res, markdown(res))

@@ -23,12 +23,16 @@ venv_site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths(
 # addsitedir (which processes .venv's own .pth files) is used rather than a bare path.
 echo "import site; site.addsitedir('$venv_site')" > "$site/_attnscope_venv.pth"
 
-if "$PY" -c "import inseq" 2>/dev/null; then
-    echo "bench/.env: inseq $("$PY" -c 'import importlib.metadata as m; print(m.version("inseq"))') ready"
-    exit 0
-fi
 PIP=("$PY" -m pip install --quiet --disable-pip-version-check --no-deps -c "$ROOT/constraints.txt")
-# inseq 0.7.1 imports jaxtyping (which imports wadler_lindig), typeguard <= 2.13.3 and treescope at import time.
-"${PIP[@]}" "inseq==0.7.1" "jaxtyping" "wadler_lindig" "typeguard==2.13.3" "treescope"
+if ! "$PY" -c "import inseq" 2>/dev/null; then
+    # inseq 0.7.1 imports jaxtyping (which imports wadler_lindig), typeguard <= 2.13.3 and treescope at import time.
+    "${PIP[@]}" "inseq==0.7.1" "jaxtyping" "wadler_lindig" "typeguard==2.13.3" "treescope"
+fi
+# ferret-xai 0.4.2 declares transformers<5, captum<0.8, numpy<2 and ~23 packages (spaCy, shap, lime, OpenCV, ...)
+# for its datasets and explainers; bench/quality.py imports only its evaluators (numpy, scipy, scikit-learn, torch,
+# transformers, tqdm: all in .venv), so the wheel alone, --no-deps.
+if ! "$PY" -c "import importlib.util as u; assert u.find_spec('ferret')" 2>/dev/null; then
+    "${PIP[@]}" "ferret-xai==0.4.2"
+fi
 "$PY" -c "import torch, inseq; assert torch.__version__.startswith('2.13.0'), torch.__version__"
-echo "bench/.env: inseq $("$PY" -c 'import importlib.metadata as m; print(m.version("inseq"))') ready"
+echo "bench/.env: inseq $("$PY" -c 'import importlib.metadata as m; print(m.version("inseq"))'), ferret-xai $("$PY" -c 'import importlib.metadata as m; print(m.version("ferret-xai"))') ready"
