@@ -23,17 +23,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import statistics
 import sys
-import time
 import types
-from pathlib import Path
 
 import numpy as np
 import torch
 
-WORDS = ("good great awful terrible fine bad lovely boring film movie plot actors story was is the a and but very "
-         "really quite not it this").split()
+WORDS = ["good", "great", "awful", "terrible", "fine", "bad", "lovely", "boring", "film", "movie", "plot", "actors", "story", "was", "is", "the", "a", "and", "but", "very", "really", "quite", "not", "it", "this"]
 POSITIVE = {"good", "great", "fine", "lovely"}
 NEGATIVE = {"awful", "terrible", "bad", "boring"}
 
@@ -74,13 +70,23 @@ class RowCounter:
         self.handle.remove()
 
 
-def _median(fn, repeats: int) -> tuple[float, list[float]]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def measure(model, variants: dict, repeats: int, n: int) -> dict:
+    """Model rows per text of each variant (one counted warm-up run each), then alternating timed runs."""
+    from bench._harness import alternate
+
+    counter = RowCounter(model)
+    rows = {}
+    for name, fn in variants.items():
+        counter.rows = 0
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times
+        rows[name] = counter.rows / n
+    counter.close()
+    times = alternate(variants, repeats=repeats, warmup=0)
+    out = {f"{name}_s": t["median_s"] for name, t in times.items()}
+    out.update({f"{name}_times": t["times"] for name, t in times.items()})
+    out.update({f"{name}_rows_per_text": r for name, r in rows.items()})
+    out["ratio"] = out["ferret_s"] / out["ours_s"]
+    return out
 
 
 # --- 1 and 2a: MiniLM classifier ----------------------------------------------------------------------------------
@@ -150,17 +156,8 @@ def parity_and_speed_minilm(n: int, repeats: int) -> dict:
             ats.evaluate(model, enc, scores.unsqueeze(0), target=Class(target), tokenizer=tok, removal="delete",
                          roundtrip=True, fixed="first_last", metrics=["comprehensiveness", "sufficiency", "deletion"])
 
-    counter = RowCounter(model)
-    run_ferret()
-    ferret_rows, counter.rows = counter.rows, 0
-    run_ours()
-    ours_rows = counter.rows
-    counter.close()
-    t_ferret, ft = _median(run_ferret, repeats)
-    t_ours, ot = _median(run_ours, repeats)
-    return {"model": "all-MiniLM-L6-v2 + seeded 2-class head", "texts": n, "max_abs_diff": diffs,
-            "ferret_s": t_ferret, "ours_s": t_ours, "ferret_times": ft, "ours_times": ot,
-            "ratio": t_ferret / t_ours, "ferret_rows_per_text": ferret_rows / n, "ours_rows_per_text": ours_rows / n,
+    timing = measure(model, {"ferret": run_ferret, "ours": run_ours}, repeats, n)
+    return {"model": "all-MiniLM-L6-v2 + seeded 2-class head", "texts": n, "max_abs_diff": diffs, **timing,
             "settings": "delete + decode/re-tokenise, [CLS]/[SEP] kept, top 10%..100% positive, IG n_steps=16"}
 
 
@@ -196,9 +193,8 @@ def organism_without_bos():
     re-tokenises it, which would add a second <bos>; without the template, text and ids round-trip exactly."""
     import copy
 
-    from tokenizers import processors
-
     import attnscope as ats
+    from tokenizers import processors
 
     model, tok = ats.organisms.load("induction")
     tok = copy.deepcopy(tok)
@@ -274,22 +270,13 @@ def speed_causal(n: int, repeats: int, wide: bool) -> dict:
         for text, enc, target, scores, tokens in items:
             ours_run(enc, target, scores, ["comprehensiveness", "sufficiency", "deletion"], kv_reuse)
 
-    counter = RowCounter(model)
-    run_ferret()
-    ferret_rows, counter.rows = counter.rows, 0
-    run_ours()
-    ours_rows = counter.rows
-    counter.close()
-    t_ferret, ft = _median(run_ferret, repeats)
-    t_ours, ot = _median(run_ours, repeats)
-    t_full, _ = _median(lambda: run_ours(kv_reuse=False), repeats)
+    timing = measure(model, {"ferret": run_ferret, "ours": run_ours, "ours_no_kv": lambda: run_ours(False)},
+                     repeats, n)
     name = ("random Llama causal LM (4 layers, hidden 256), next-token target" if wide else
             "induction organism (2-layer Llama causal LM, hidden 64), next-token target")
     return {"model": name, "texts": n,
-            "max_abs_diff": diffs, "max_abs_diff_kv": diffs_kv, "ferret_s": t_ferret, "ours_s": t_ours,
-            "ours_no_kv_s": t_full,
-            "ferret_times": ft, "ours_times": ot, "ratio": t_ferret / t_ours, "kv_gain": t_full / t_ours,
-            "ferret_rows_per_text": ferret_rows / n, "ours_rows_per_text": ours_rows / n,
+            "max_abs_diff": diffs, "max_abs_diff_kv": diffs_kv, **timing,
+            "kv_gain": timing["ours_no_kv_s"] / timing["ours_s"],
             "settings": "replacement by <unk> (ferret remove_tokens=False, mask token <unk>), first/last kept, "
                         "tokenizer without the <bos> template (ferret re-tokenises decoded ids)"}
 

@@ -3,11 +3,10 @@ ground truth on the induction organism, generation, KV reuse, results and bad in
 
 from __future__ import annotations
 
+import attnscope as ats
 import numpy as np
 import pytest
 import torch
-
-import attnscope as ats
 from attnscope.attribution import Class, TokenId
 from attnscope.quality import scores as rules
 from attribution_models import tiny_bert, tiny_gpt2, word_tokenizer
@@ -160,7 +159,7 @@ def test_generation_per_token_equals_a_loop_of_single_target_evaluations():
 
 @pytest.fixture(scope="module")
 def organism():
-    import attnscope.organisms as organisms
+    from attnscope import organisms
 
     return organisms.load("induction")
 
@@ -261,9 +260,8 @@ def test_sensitivity_max_equals_captums_with_the_same_draws():
 
 @pytest.mark.parametrize("level", ["embedding", "token"])
 def test_infidelity_equals_captums_with_the_same_draws(level):
-    from captum.metrics import infidelity
-
     from attnscope.quality.robustness import LEVELS
+    from captum.metrics import infidelity
 
     assert level in LEVELS
     model, tok, enc = _bert_embedding_model()
@@ -408,7 +406,6 @@ def _cli(*args):
 
 def test_cli_benchmark_matches_the_python_api(tmp_path, organism):
     import pandas as pd
-
     from attnscope.organisms import path
 
     texts = ["t1 t5 t9 t2 t1 t5 t9", "t3 t4 t8 t3"]

@@ -16,7 +16,13 @@ from ..attribution.api import attribute
 from ..attribution.perturbation.engine import resolve_features, resolve_replacement
 from ..attribution.scope import scoped_model
 from ..attribution.targets import Class, Target, TokenId, resolve_target
-from ..inputs import ModelInputs, model_device, model_inputs, token_strings, vocabulary_size
+from ..inputs import (
+    ModelInputs,
+    model_device,
+    model_inputs,
+    token_strings,
+    vocabulary_size,
+)
 from ..results.attribution import AttributionResult
 from ..results.generation import GenerationAttribution
 from ..results.quality import EvaluationResult

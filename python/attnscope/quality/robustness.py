@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from ..attribution.targets import Target
 from ..inputs import ModelInputs
 
-__all__ = ["FixedRow", "LEVELS", "infidelity", "sensitivity_draws", "sensitivity_max", "shifted_embeddings"]
+__all__ = ["LEVELS", "FixedRow", "infidelity", "sensitivity_draws", "sensitivity_max", "shifted_embeddings"]
 
 LEVELS = ("token", "embedding")
 
