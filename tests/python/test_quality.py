@@ -196,10 +196,9 @@ def test_random_attribution_is_less_comprehensive_than_integrated_gradients(whic
         from attribution_models import minilm
 
         model, tok = minilm()
-        enc = tok(["a cat sat on the warm mat", "the stock market fell sharply today"], return_tensors="pt",
-                  padding=True)
+        enc = tok(["a cat sat on the warm mat"], return_tensors="pt")
         kw, margin = {"target": Similarity("a kitten on a rug"), "score": "target"}, 0.02
-    res = ats.attribute(model, enc, method="integrated_gradients", tokenizer=tok, n_steps=16,
+    res = ats.attribute(model, enc, method="integrated_gradients", tokenizer=tok, n_steps=8,
                         **{k: v for k, v in kw.items() if k == "target"})
     ig = ats.evaluate(model, enc, res, tokenizer=tok, metrics=["comprehensiveness"], **kw)
     rnd = torch.rand(res.scores.shape, generator=torch.Generator().manual_seed(1))
@@ -213,8 +212,10 @@ def test_randomisation_check_separates_trained_from_randomised_weights(method, o
     model, tok = organism
     segment = "t5 t17 t33 t48 t60 t71 t82 t99 t104 t115 t120 t2"
     enc = tok(segment + " " + " ".join(segment.split()[:8]), return_tensors="pt")
-    res = ats.attribute(model, enc, method=method, tokenizer=tok)
-    ev = ats.evaluate(model, enc, res, tokenizer=tok, metrics=["randomization_cascading", "randomization_independent"])
+    opts = {"n_steps": 8} if method == "integrated_gradients" else {}
+    res = ats.attribute(model, enc, method=method, tokenizer=tok, **opts)
+    ev = ats.evaluate(model, enc, res, tokenizer=tok, metrics=["randomization_cascading", "randomization_independent"],
+                      attribute_options=opts)
     cascading = ev.per_layer["randomization_cascading"]
     assert cascading.shape == (1, 2)
     assert float(ev.values["randomization_cascading"][0]) < 0.5, ev.per_layer
@@ -408,7 +409,7 @@ def test_cli_benchmark_matches_the_python_api(tmp_path, organism):
     import pandas as pd
     from attnscope.organisms import path
 
-    texts = ["t1 t5 t9 t2 t1 t5 t9", "t3 t4 t8 t3"]
+    texts = ["t1 t5 t9 t2 t1 t5 t9"]
     (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
     bad = _cli("benchmark", path("induction"), "--texts", tmp_path / "texts.txt", "--metrics", "aopc")
     assert bad.returncode == 2 and "unknown metric 'aopc'; valid metrics: comprehensiveness" in bad.stderr
