@@ -104,7 +104,7 @@ class Remover:
             return positions, kept
         added = set(self.tokenizer("")["input_ids"])  # the special tokens encoding adds
         texts = [self.tokenizer.decode([t for t in row if t not in added]) for row in rows]
-        return [tuple(self.tokenizer(t)["input_ids"]) for t in texts], kept
+        return [tuple(ids) for ids in self.tokenizer(texts)["input_ids"]], kept
 
     def _delete(self, coalitions: list[Tensor]) -> list[Tensor]:
         if len(coalitions) != self.inputs.batch:
