@@ -423,3 +423,29 @@ def test_cli_benchmark_matches_the_python_api(tmp_path, organism):
     for key in [("saliency", "comprehensiveness"), ("occlusion", "deletion")]:
         assert abs(table.loc[key, "mean"] - want.loc[key, "mean"]) < 1e-9
     assert "ats-best" in (tmp_path / "b" / "index.html").read_text()
+
+
+def test_hooks_removed_and_weights_untouched_also_on_errors(bert_case, monkeypatch):
+    import importlib
+
+    model, tok, enc, res = bert_case
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    embed = model.get_input_embeddings()
+    ats.evaluate(model, enc, res, metrics=["sensitivity_max", "randomization_independent"], n_perturb_samples=2)
+    assert not embed._forward_hooks
+    evaluate_module = importlib.import_module("attnscope.quality.evaluate")
+    calls = {"n": 0}
+    real = evaluate_module.attribute
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the first perturbed explanation, inside the shifted-embedding hook
+            raise RuntimeError("boom")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate_module, "attribute", failing)
+    with pytest.raises(RuntimeError, match="boom"):
+        ats.evaluate(model, enc, res, metrics=["sensitivity_max"], n_perturb_samples=2)
+    assert not embed._forward_hooks
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.requires_grad for p in model.parameters())  # scoped_model restored the flags
