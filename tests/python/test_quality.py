@@ -134,11 +134,20 @@ def test_kv_reuse_gives_the_full_forward_values_with_fewer_positions():
     enc = tok(["the cat sat on the mat and the dog", "a red house"], return_tensors="pt", padding=True)
     res = ats.attribute(model, enc, method="saliency", tokenizer=tok)
     names = ["comprehensiveness", "sufficiency", "deletion", "insertion", "tau_loo", "log_odds"]
-    fast = ats.evaluate(model, enc, res, tokenizer=tok, metrics=names)
+    fast = ats.evaluate(model, enc, res, tokenizer=tok, metrics=names, kv_reuse=True)
     slow = ats.evaluate(model, enc, res, tokenizer=tok, metrics=names, kv_reuse=False)
     assert fast.kv_reuse and not slow.kv_reuse
     for n in names:
         torch.testing.assert_close(fast.values[n], slow.values[n], atol=1e-6, rtol=0, equal_nan=True)
+
+
+def test_prefix_saving_counts_positions_before_the_first_removed_token():
+    from attnscope.quality.removal import prefix_saving
+
+    features = torch.tensor([[-1, 0, 1, 1, 2]])  # a fixed token, then features 0, 1 (two tokens), 2
+    present = torch.tensor([[True, True, True], [True, False, True], [False, True, True], [True, True, False]])
+    # first removed token: none (5), position 2, position 1, position 4
+    assert prefix_saving(features, [present]) == pytest.approx((5 + 2 + 1 + 4) / 5 / 4)
 
 
 def test_generation_per_token_equals_a_loop_of_single_target_evaluations():

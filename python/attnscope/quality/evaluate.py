@@ -30,7 +30,7 @@ from . import metrics as catalog
 from . import robustness, sanity
 from . import scores as rules
 from .faithfulness import FaithfulnessOptions, faithfulness
-from .removal import REMOVALS, SCORES, Remover, ScoredTarget
+from .removal import KV_MIN_SAVING, REMOVALS, SCORES, Remover, ScoredTarget, prefix_saving
 
 __all__ = ["FIXED", "evaluate"]
 
@@ -209,6 +209,8 @@ def evaluate(
         thresholds, based_on, only_pos: AOPC rationales (ferret: top 10%..100% by ``perc``, positive scores only).
         steps: curve points (default every feature count). top_k: hard rationale size for token F1 / IOU.
         n_perturb_samples, perturb_radius: sensitivity_max; noise_std, infidelity_level: infidelity.
+        kv_reuse: causal LMs with last-position targets and ``removal="replace"``: reuse the KV cache of the
+            unchanged prefix (True), never (False), or when it skips at least half the positions on average (None).
         randomization_steps: Adam steps of the data-randomisation copy. attribute_options: options of the method
             when a metric re-runs it (robustness, sanity). seed: all random draws.
 
@@ -291,10 +293,15 @@ def _faithfulness_of(model, prepared: ModelInputs, scores: Tensor, tgt: Target, 
                              "appended tokens; use removal='replace'")
         fmask = torch.full((extended.batch, extended.seq), -1, dtype=torch.long)
         fmask.scatter_(1, extended.source_index.cpu(), feats)
-        remover = Remover(model, extended, scored, fmask, removal=removal, replacement=token, tokenizer=tokenizer,
-                          roundtrip=roundtrip, internal_batch_size=internal_batch_size, memory_budget=memory_budget,
-                          kv_reuse=kv_reuse, progress=progress)
-        raw, curves = faithfulness(remover, _feature_values(scores, feats), names, options, score)
+        def make_remover(coalitions):
+            kv = kv_reuse
+            if kv is None and (removal == "delete" or prefix_saving(fmask, coalitions) < KV_MIN_SAVING):
+                kv = False  # reuse would skip too little (see removal.KV_MIN_SAVING)
+            return Remover(model, extended, scored, fmask, removal=removal, replacement=token, tokenizer=tokenizer,
+                           roundtrip=roundtrip, internal_batch_size=internal_batch_size, memory_budget=memory_budget,
+                           kv_reuse=kv, progress=progress)
+
+        raw, curves, remover = faithfulness(make_remover, _feature_values(scores, feats), names, options, score)
     values = {n: torch.tensor(v, dtype=torch.float64) for n, v in raw.items()}
     curve_tensors = {n: [torch.from_numpy(np.asarray(c)) for c in cs] for n, cs in curves.items()}
     return values, curve_tensors, remover.forwards.clone(), bool(remover.kv_reuse), tgt, feats

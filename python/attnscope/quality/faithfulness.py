@@ -8,7 +8,7 @@ Every metric of every example becomes a list of coalitions (which features stay)
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,12 +84,15 @@ def _value(name: str, s: np.ndarray, f_x: float, f: np.ndarray, score: str) -> t
     raise ValueError(f"{name!r} is not a faithfulness metric")
 
 
-def faithfulness(remover: Remover, feature_scores: list[np.ndarray], names: Sequence[str], options: FaithfulnessOptions,
-                 score: str) -> tuple[dict[str, list[float]], dict[str, list[np.ndarray]]]:
-    """Per metric, one value per example; per curve metric, the curve of each example (values at 0..n features)."""
+def faithfulness(make_remover: Callable[[list[Tensor]], Remover], feature_scores: list[np.ndarray],
+                 names: Sequence[str], options: FaithfulnessOptions,
+                 score: str) -> tuple[dict[str, list[float]], dict[str, list[np.ndarray]], Remover]:
+    """Per metric, one value per example; per curve metric, the curve of each example (values at 0..n features).
+    ``make_remover`` sees every coalition first (to decide whether prefix reuse pays) and returns the remover."""
     plans = [{name: _plan(name, s, options) for name in names} for s in feature_scores]
     coalitions = [torch.cat([p[name] for name in names]) if names else torch.zeros(0, s.size, dtype=torch.bool)
                   for p, s in zip(plans, feature_scores)]
+    remover = make_remover(coalitions)
     values = remover.evaluate(coalitions)
     out: dict[str, list[float]] = {name: [] for name in names}
     curves: dict[str, list[np.ndarray]] = {}
@@ -104,4 +107,4 @@ def faithfulness(remover: Remover, feature_scores: list[np.ndarray], names: Sequ
             out[name].append(value)
             if curve is not None:
                 curves.setdefault(name, []).append(curve)
-    return out, curves
+    return out, curves, remover
