@@ -39,7 +39,7 @@ _PUBLIC = {
     "show_config": ".environment",
     "evaluate": ".quality",
     "benchmark": ".quality",
-    "list_metrics": ".quality.metrics",
+    "list_metrics": ".quality",
     "EvaluationResult": ".results",
     "BenchmarkResult": ".results",
 }

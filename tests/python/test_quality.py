@@ -366,7 +366,7 @@ def test_plausibility_without_rationale_and_other_bad_options(bert_case):
 def test_benchmark_resumes_and_its_result_round_trips(tmp_path, monkeypatch):
     import importlib
 
-    bench = importlib.import_module("attnscope.quality.benchmark")  # the module (the package exports the function)
+    bench = importlib.import_module("attnscope.quality.benchmarking")
 
     tok, model = word_tokenizer(), tiny_bert()
     texts = ["the cat sat on the mat", "a dog ran", "she was big and red"]
@@ -442,7 +442,7 @@ def test_hooks_removed_and_weights_untouched_also_on_errors(bert_case, monkeypat
     embed = model.get_input_embeddings()
     ats.evaluate(model, enc, res, metrics=["sensitivity_max", "randomization_independent"], n_perturb_samples=2)
     assert not embed._forward_hooks
-    evaluate_module = importlib.import_module("attnscope.quality.evaluate")
+    evaluate_module = importlib.import_module("attnscope.quality.evaluation")
     calls = {"n": 0}
     real = evaluate_module.attribute
 

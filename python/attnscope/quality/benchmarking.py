@@ -18,7 +18,7 @@ from ..attribution.api import attribute
 from ..inputs import model_device, model_inputs
 from ..results.quality import BenchmarkResult
 from . import metrics as metrics_catalog
-from .evaluate import evaluate
+from .evaluation import evaluate
 
 __all__ = ["benchmark"]
 
