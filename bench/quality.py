@@ -36,10 +36,10 @@ NEGATIVE = {"awful", "terrible", "bad", "boring"}
 
 def import_ferret_evaluators():
     """ferret's evaluator modules without its top-level ``__init__`` (see the module docstring)."""
-    spec = importlib.util.find_spec("ferret")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("ferret-xai is not installed: run `bash bench/setup_env.sh` and use bench/.env/bin/python")
     if "ferret" not in sys.modules:
+        spec = importlib.util.find_spec("ferret")
+        if spec is None or not spec.submodule_search_locations:
+            raise SystemExit("ferret-xai is not installed: run `bash bench/setup_env.sh`, use bench/.env/bin/python")
         stub = types.ModuleType("ferret")
         stub.__path__ = list(spec.submodule_search_locations)
         sys.modules["ferret"] = stub
@@ -106,26 +106,27 @@ def minilm_classifier():
     return model, AutoTokenizer.from_pretrained(path)
 
 
-def parity_and_speed_minilm(n: int, repeats: int) -> dict:
+def minilm_items(model, tok, n: int) -> list[tuple]:
+    """(text, encoding, predicted class, IG scores, tokens, rationale) per text; the rationale marks the sentiment
+    words."""
     import attnscope as ats
     from attnscope.attribution import Class
 
-    faith, plaus, Explanation, WithRationale = import_ferret_evaluators()
-    model, tok = minilm_classifier()
-    data = texts(n)
     items = []
-    for text in data:
+    for text in texts(n):
         enc = tok(text, return_tensors="pt")
         with torch.no_grad():
             target = int(model(**enc).logits.argmax(-1))
         scores = ats.attribute(model, enc, method="integrated_gradients", target=Class(target), n_steps=16,
                                tokenizer=tok).scores[0]
         tokens = tok.convert_ids_to_tokens(enc["input_ids"][0])
-        rationale = [int(t in POSITIVE | NEGATIVE) for t in tokens]
-        items.append((text, enc, target, scores, tokens, rationale))
+        items.append((text, enc, target, scores, tokens, [int(t in POSITIVE | NEGATIVE) for t in tokens]))
+    return items
 
-    names = ["comprehensiveness", "sufficiency", "tau_loo", "auprc", "token_f1", "token_iou"]
-    ferret_eval = {
+
+def ferret_evaluators(model, tok) -> dict:
+    faith, plaus, _, _ = import_ferret_evaluators()
+    return {
         "comprehensiveness": faith.AOPC_Comprehensiveness_Evaluation(model, tok),
         "sufficiency": faith.AOPC_Sufficiency_Evaluation(model, tok),
         "tau_loo": faith.TauLOO_Evaluation(model, tok),
@@ -133,7 +134,16 @@ def parity_and_speed_minilm(n: int, repeats: int) -> dict:
         "token_f1": plaus.Tokenf1_PlausibilityEvaluation(model, tok),
         "token_iou": plaus.TokenIOU_PlausibilityEvaluation(model, tok),
     }
+
+
+def minilm_parity(model, tok, items, ferret_eval: dict, WithRationale) -> dict:
+    """Max |ferret - attnscope| per metric over the texts; a NaN on one side only counts as infinite."""
+    import attnscope as ats
+    from attnscope.attribution import Class
+
+    names = list(ferret_eval)
     diffs = {k: 0.0 for k in names}
+    nans = {k: 0 for k in names}
     for text, enc, target, scores, tokens, rationale in items:
         ex = WithRationale(text, tokens, scores.numpy(), "ig", target, np.array(rationale))
         ours = ats.evaluate(model, enc, scores.unsqueeze(0), target=Class(target), tokenizer=tok, removal="delete",
@@ -141,10 +151,24 @@ def parity_and_speed_minilm(n: int, repeats: int) -> dict:
         for k in names:
             theirs = float(ferret_eval[k].compute_evaluation(ex, target=target).score)
             mine = float(ours.values[k][0])
-            if np.isnan(theirs) and np.isnan(mine):
+            if np.isnan(theirs) or np.isnan(mine):
+                nans[k] += 1
+                diffs[k] = diffs[k] if np.isnan(theirs) and np.isnan(mine) else float("inf")
                 continue
             diffs[k] = max(diffs[k], abs(theirs - mine))
     assert all(d <= 1e-6 for d in diffs.values()), f"attnscope differs from ferret: {diffs}"
+    return {**diffs, "texts_nan_on_both_sides": nans}
+
+
+def parity_and_speed_minilm(n: int, repeats: int) -> dict:
+    import attnscope as ats
+    from attnscope.attribution import Class
+
+    _, _, Explanation, WithRationale = import_ferret_evaluators()
+    model, tok = minilm_classifier()
+    items = minilm_items(model, tok, n)
+    ferret_eval = ferret_evaluators(model, tok)
+    diffs = minilm_parity(model, tok, items, ferret_eval, WithRationale)
 
     # throughput: comprehensiveness + sufficiency + deletion curve
     comp, suff = ferret_eval["comprehensiveness"], ferret_eval["sufficiency"]
@@ -310,7 +334,11 @@ def speed_causal(n: int, repeats: int, wide: bool) -> dict:
 
 def markdown(res: dict) -> str:
     a, b, c = res["minilm"], res["organism"], res["wide"]
-    diff = ", ".join(f"{k} {v:.1e}" for k, v in a["max_abs_diff"].items())
+    diff = ", ".join(f"{k} {v:.1e}" for k, v in a["max_abs_diff"].items() if not isinstance(v, dict))
+    nan = a["max_abs_diff"].get("texts_nan_on_both_sides", {})
+    if any(nan.values()):
+        diff += " (undefined on both sides, no positive rationale token: " + ", ".join(
+            f"{k} {v}" for k, v in nan.items() if v) + " texts)"
     lines = [
         f"ferret-xai 0.4.2 evaluators vs `ats.evaluate`: {a['texts']} texts (MiniLM, organism), {c['texts']} texts "
         f"(wide Llama); medians of {res['repeats']} alternating runs (every variant ran once before, in the equality "
@@ -342,8 +370,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--texts", type=int, default=100)
     parser.add_argument("--wide-texts", type=int, default=5, help="texts for the wide random Llama (slow forwards)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--parity-only", action="store_true",
+                        help="recompute the MiniLM parity into the existing results/quality.json (no timing)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
+    if args.parity_only:
+        import json
+
+        from bench._harness import RESULTS, write
+
+        res = json.loads((RESULTS / "quality.json").read_text())
+        res.pop("env", None)
+        model, tok = minilm_classifier()
+        _, _, _, with_rationale = import_ferret_evaluators()
+        res["minilm"]["max_abs_diff"] = minilm_parity(model, tok, minilm_items(model, tok, res["minilm"]["texts"]),
+                                                      ferret_evaluators(model, tok), with_rationale)
+        write("quality", res, markdown(res))
+        return
     res = {"repeats": args.repeats, "minilm": parity_and_speed_minilm(args.texts, args.repeats),
            "organism": speed_causal(args.texts, args.repeats, wide=False),
            "wide": speed_causal(args.wide_texts, args.repeats, wide=True)}

@@ -91,6 +91,7 @@ def test_plausibility_token_f1_and_iou_by_hand():
     assert rules.token_f1(truth, s, k=3) == pytest.approx(2 / 3)
     assert rules.token_iou(truth, s, k=3) == pytest.approx(2 / 4)
     assert rules.token_f1(truth, -np.abs(s) - 1, k=3) == 0.0  # no positive score: nothing chosen
+    assert np.isnan(rules.token_f1(np.zeros(6), s, k=3)) and rules.token_iou(np.zeros(6), s, k=3) == 0.0
 
 
 def _ferret_aopc(model, tok, text, scores, target, sufficiency):

@@ -113,7 +113,9 @@ def _hard(rationale: np.ndarray, scores: np.ndarray, k: int, only_pos: bool) -> 
 
 def token_f1(rationale: np.ndarray, scores: np.ndarray, k: int = 5, only_pos: bool = True) -> float:
     """Token-level F1 of the top-``k`` features against the rationale (ERASER / ferret; 0 when nothing is
-    chosen)."""
+    chosen, NaN when the rationale marks nothing: recall is undefined)."""
+    if not np.asarray(rationale).astype(bool).any():
+        return float("nan")
     pair = _hard(rationale, scores, k, only_pos)
     if pair is None:
         return 0.0
