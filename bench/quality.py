@@ -387,12 +387,20 @@ def main(argv: list[str] | None = None) -> None:
                                                       ferret_evaluators(model, tok), with_rationale)
         write("quality", res, markdown(res))
         return
-    res = {"repeats": args.repeats, "minilm": parity_and_speed_minilm(args.texts, args.repeats),
-           "organism": speed_causal(args.texts, args.repeats, wide=False),
-           "wide": speed_causal(args.wide_texts, args.repeats, wide=True)}
-    from bench._harness import write
+    import json
 
+    from bench._harness import RESULTS, write
+
+    res = {"repeats": args.repeats}
+    parts = {"minilm": lambda: parity_and_speed_minilm(args.texts, args.repeats),
+             "organism": lambda: speed_causal(args.texts, args.repeats, wide=False),
+             "wide": lambda: speed_causal(args.wide_texts, args.repeats, wide=True)}
+    for name, run in parts.items():
+        res[name] = run()
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "quality.partial.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
     write("quality", res, markdown(res))
+    (RESULTS / "quality.partial.json").unlink()
 
 
 if __name__ == "__main__":
