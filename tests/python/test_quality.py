@@ -82,6 +82,12 @@ def test_kendall_and_auprc_match_scipy_and_sklearn():
         truth[0] = 1
         p, r, _ = metrics.precision_recall_curve(truth, y)
         assert abs(rules.auprc(truth, y) - metrics.auc(r, p)) < 1e-12
+    import warnings
+
+    with warnings.catch_warnings():  # no positive: scikit-learn warns and sets recall to 1
+        warnings.simplefilter("ignore")
+        p, r, _ = metrics.precision_recall_curve(np.zeros(12), y)
+    assert abs(rules.auprc(np.zeros(12), y) - metrics.auc(r, p)) < 1e-12
 
 
 def test_plausibility_token_f1_and_iou_by_hand():
@@ -91,7 +97,7 @@ def test_plausibility_token_f1_and_iou_by_hand():
     assert rules.token_f1(truth, s, k=3) == pytest.approx(2 / 3)
     assert rules.token_iou(truth, s, k=3) == pytest.approx(2 / 4)
     assert rules.token_f1(truth, -np.abs(s) - 1, k=3) == 0.0  # no positive score: nothing chosen
-    assert np.isnan(rules.token_f1(np.zeros(6), s, k=3)) and rules.token_iou(np.zeros(6), s, k=3) == 0.0
+    assert rules.token_f1(np.zeros(6), s, k=3) == 0.0 and rules.token_iou(np.zeros(6), s, k=3) == 0.0  # ferret
 
 
 def _ferret_aopc(model, tok, text, scores, target, sufficiency):

@@ -84,11 +84,10 @@ def kendall_tau_b(x: np.ndarray, y: np.ndarray) -> float:
 def auprc(rationale: np.ndarray, scores: np.ndarray) -> float:
     """Area under the precision-recall curve of ``scores`` against the 0/1 ``rationale``: scikit-learn's
     ``precision_recall_curve`` (one point per distinct score, plus precision 1 at recall 0) integrated with ``auc``
-    (trapezoids over recall), which is what ferret computes. NaN when the rationale has no positive."""
+    (trapezoids over recall), which is what ferret computes. Without any positive, recall is 1 at every threshold,
+    as scikit-learn sets it (it warns), which gives 0.5."""
     y = np.asarray(rationale).astype(np.float64)
     s = np.asarray(scores, dtype=np.float64)
-    if y.sum() == 0:
-        return float("nan")
     order = np.argsort(s, kind="mergesort")[::-1]
     s, y = s[order], y[order]
     distinct = np.where(np.diff(s))[0]
@@ -96,7 +95,7 @@ def auprc(rationale: np.ndarray, scores: np.ndarray) -> float:
     tps = np.cumsum(y)[ends]
     fps = 1 + ends - tps
     precision = tps / (tps + fps)
-    recall = tps / tps[-1]
+    recall = tps / tps[-1] if tps[-1] > 0 else np.ones_like(tps)
     precision = np.r_[precision[::-1], 1.0]
     recall = np.r_[recall[::-1], 0.0]
     return float(abs(np.trapezoid(precision, recall)))
@@ -113,9 +112,7 @@ def _hard(rationale: np.ndarray, scores: np.ndarray, k: int, only_pos: bool) -> 
 
 def token_f1(rationale: np.ndarray, scores: np.ndarray, k: int = 5, only_pos: bool = True) -> float:
     """Token-level F1 of the top-``k`` features against the rationale (ERASER / ferret; 0 when nothing is
-    chosen, NaN when the rationale marks nothing: recall is undefined)."""
-    if not np.asarray(rationale).astype(bool).any():
-        return float("nan")
+    chosen or the rationale marks nothing: ferret's ``_f1`` returns 0 when precision is 0)."""
     pair = _hard(rationale, scores, k, only_pos)
     if pair is None:
         return 0.0
