@@ -344,7 +344,8 @@ def markdown(res: dict) -> str:
         f"(wide Llama); medians of {res['repeats']} alternating runs (every variant ran once before, in the equality "
         "checks).",
         "",
-        f"Parity (MiniLM classifier, ferret's defaults: delete + decode/re-tokenise, [CLS]/[SEP] kept): max |diff| {diff}.",
+        f"Parity (MiniLM classifier, {a.get('parity_texts', a['texts'])} texts, ferret's defaults: delete + "
+        f"decode/re-tokenise, [CLS]/[SEP] kept): max |diff| {diff}.",
         "Parity (organism, replacement by `<unk>`): max |diff| full forwards " +
         ", ".join(f"{k} {v:.1e}" for k, v in b["max_abs_diff"].items()) + "; with KV prefix reuse " +
         ", ".join(f"{k} {v:.1e}" for k, v in b["max_abs_diff_kv"].items()) + " (float32 order of the cached path).",
@@ -386,8 +387,9 @@ def main(argv: list[str] | None = None) -> None:
         res.pop("env", None)
         model, tok = minilm_classifier()
         _, _, _, with_rationale = import_ferret_evaluators()
-        res["minilm"]["max_abs_diff"] = minilm_parity(model, tok, minilm_items(model, tok, res["minilm"]["texts"]),
+        res["minilm"]["max_abs_diff"] = minilm_parity(model, tok, minilm_items(model, tok, args.texts),
                                                       ferret_evaluators(model, tok), with_rationale)
+        res["minilm"]["parity_texts"] = args.texts
         write("quality", res, markdown(res))
         return
     import json
