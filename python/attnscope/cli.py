@@ -1,4 +1,4 @@
-"""The ``attnscope`` command line: ``demo``, ``explain`` and ``heads``.
+"""The ``attnscope`` command line: ``demo``, ``explain``, ``heads`` and ``benchmark``.
 
 Usage errors (exit 2) are found before torch is imported; failures exit 1 with one line (the traceback only with
 ``--debug``); progress bars go to stderr.
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .attribution import catalog  # torch-free: unknown methods and options are usage errors found before torch loads
+from .quality import metrics as metric_catalog  # torch-free too
 
 TEXT_SUFFIXES = (".jsonl", ".txt", ".csv")
 
@@ -59,6 +60,20 @@ def _parser() -> argparse.ArgumentParser:
                          help=f"coalitions or permutations of {_takers('n_samples')} (default: 25; kernel_shap: at "
                               "least 2n + 4)")
     explain.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    bench = sub.add_parser("benchmark", parents=[common],
+                           help="score attribution methods with quality metrics over texts (table + report)")
+    bench.add_argument("model_dir", type=Path, help="a save_pretrained folder (config.json, weights, tokenizer)")
+    bench.add_argument("--texts", type=Path, required=True, help="a .jsonl, .txt or .csv file of texts (see explain)")
+    bench.add_argument("--methods", default=None, metavar="M1,M2",
+                       help="comma-separated methods (default all; see ats.list_methods())")
+    bench.add_argument("--metrics", default=None, metavar="K1,K2",
+                       help="comma-separated metrics (default the faithfulness family; see ats.list_metrics())")
+    bench.add_argument("--target", default=None, help="as for explain")
+    bench.add_argument("--removal", default="replace", choices=("replace", "delete"))
+    bench.add_argument("--out", type=Path, default=Path("attnscope-benchmark"),
+                       help="output folder; a rerun with the same settings resumes (default: attnscope-benchmark)")
+    bench.add_argument("--quiet", action="store_true", help="no progress bar")
 
     heads = sub.add_parser("heads", parents=[common], help="per-head statistics (previous-token, induction, entropy, ...) over texts")
     heads.add_argument("model_dir", type=Path)
@@ -116,8 +131,19 @@ def _check_model_dir(path: Path) -> None:
 
 def validate(args: argparse.Namespace) -> list[str] | None:
     """Every usage check that needs no torch; returns the texts to process."""
-    if args.command in ("explain", "heads"):
+    if args.command in ("explain", "heads", "benchmark"):
         _check_model_dir(args.model_dir)
+    if args.command == "benchmark":
+        try:
+            args.methods = None if args.methods is None else [catalog.get(m.strip()).name for m in args.methods.split(",")]
+            args.metrics = None if args.metrics is None else [metric_catalog.get(m.strip()).name
+                                                              for m in args.metrics.split(",")]
+            if args.metrics is not None:
+                metric_catalog.resolve_metrics(args.metrics, rationale=False, labels=False)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        return read_texts(args.texts)
+    if args.command in ("explain", "heads"):
         if args.batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.command == "explain":

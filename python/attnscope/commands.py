@@ -1,4 +1,4 @@
-"""The work behind ``attnscope explain`` and ``attnscope heads`` (argument checks live in cli.py)."""
+"""The work behind ``attnscope explain``, ``heads`` and ``benchmark`` (argument checks live in cli.py)."""
 
 from __future__ import annotations
 
@@ -79,5 +79,19 @@ def heads(args, texts: list[str]) -> int:
     table = write_table(stats.to_pandas(), args.out, "heads")
     report = write_report(args.out, [(name, "per layer (rows) and head (columns)", stats.view(name))
                                      for name in stats.names], title=f"attnscope heads: {args.model_dir.name}")
+    print(f"wrote {report} and {table}", file=sys.stderr)
+    return 0
+
+
+def benchmark(args, texts: list[str]) -> int:
+    from .quality import benchmark as run
+    from .viz.report import write_report
+
+    model, tokenizer = load_model_dir(args.model_dir)
+    res = run(model, tokenizer, texts, methods=args.methods, metrics=args.metrics, target=parse_target(args.target),
+              removal=args.removal, out=args.out, progress=not args.quiet)
+    table = write_table(res.to_pandas(), args.out, "benchmark")
+    report = write_report(args.out, [("explanation quality", f"model {args.model_dir}, {len(texts)} texts, removal "
+                                      f"{args.removal}", res.view())], title=f"attnscope benchmark: {args.model_dir.name}")
     print(f"wrote {report} and {table}", file=sys.stderr)
     return 0

@@ -61,40 +61,6 @@ def assert_completeness(result: Any, rtol: float = 0.01) -> None:
                              f"{None if result.n_steps_used is None else result.n_steps_used.tolist()}): {detail}")
 
 
-def _spearman(a, b) -> float:
-
-    ra = a.argsort().argsort().double()
-    rb = b.argsort().argsort().double()
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denom = (ra.norm() * rb.norm()).item()
-    return float((ra @ rb).item() / denom) if denom > 0 else 0.0
-
-
-def _layer_list(model):
-    """The blocks to randomise, from the input side up (the cascade runs it backwards): the longest list of layers;
-    for encoder-decoder models the encoder's layers, then the decoder's."""
-    import torch
-
-    from .adapters.seq2seq import is_encoder_decoder
-
-    def longest(root):
-        lists = [m for m in root.modules() if isinstance(m, torch.nn.ModuleList) and len(m) > 0]
-        return max(lists, key=len) if lists else None
-
-    def heaviest(root):  # a stack's blocks hold all its layers' parameters (T5's blocks hold lists of their own)
-        lists = [m for m in root.modules() if isinstance(m, torch.nn.ModuleList) and len(m) > 0]
-        return max(lists, key=lambda m: sum(p.numel() for p in m.parameters())) if lists else None
-
-    if is_encoder_decoder(model) and hasattr(model, "get_encoder") and hasattr(model, "get_decoder"):
-        stacks = [heaviest(model.get_encoder()), heaviest(model.get_decoder())]
-        if all(s is not None for s in stacks):
-            return [block for stack in stacks for block in stack]
-    layers = longest(model)
-    if layers is None:
-        raise ValueError(f"{type(model).__name__} has no list of layers (torch.nn.ModuleList) to randomise")
-    return layers
-
-
 def _scores(result):
     """``[batch, seq]`` scores with the padding mask; encoder-decoder results: the source, then the target prefix."""
     import torch
@@ -103,17 +69,6 @@ def _scores(result):
         return result.scores, result.attention_mask.bool()
     return (torch.cat([result.scores, result.decoder_scores], 1),
             torch.cat([result.attention_mask, result.decoder_attention_mask], 1).bool())
-
-
-def _randomise(block, generator) -> None:
-    import torch
-
-    with torch.no_grad():
-        for name, p in block.named_parameters():
-            if p.dim() == 1:
-                p.fill_(1.0 if "norm" in name.lower() and name.endswith("weight") else 0.0)
-            else:
-                p.copy_(torch.randn(p.shape, generator=generator) * 0.02)
 
 
 def assert_passes_randomization_check(model: Any, inputs: Any, method: str = "saliency", *,
@@ -127,22 +82,16 @@ def assert_passes_randomization_check(model: Any, inputs: Any, method: str = "sa
     mean over examples) is below ``max_rank_correlation``: an attribution that ignores the weights fails. Returns ρ
     per step.
     """
-    import torch
-
     from .attribution import attribute
     from .inputs import model_inputs
+    from .quality.sanity import model_randomization
 
     kwargs = model_inputs(inputs, model=model).kwargs
     trained, mask = _scores(attribute(model, kwargs, method=method, **attribute_kwargs))
-    randomised = copy.deepcopy(model)
-    layers = _layer_list(randomised)
-    generator = torch.Generator().manual_seed(seed)
-    rhos = []
-    for step, index in enumerate(reversed(range(len(layers)))):
-        _randomise(layers[index], generator)
-        scores, _ = _scores(attribute(randomised, kwargs, method=method, **attribute_kwargs))
-        per_example = [abs(_spearman(trained[b][mask[b]], scores[b][mask[b]])) for b in range(scores.shape[0])]
-        rhos.append(sum(per_example) / len(per_example))
+    per_step = model_randomization(
+        model, lambda work: _scores(attribute(work, kwargs, method=method, **attribute_kwargs))[0].detach().cpu(),
+        trained.detach().cpu(), mask.cpu(), cascading=True, seed=seed)  # [batch, layers]
+    rhos = per_step.mean(0).tolist()
     mean = sum(rhos) / len(rhos)
     if mean >= max_rank_correlation:
         detail = ", ".join(f"top {i + 1} layer(s) randomised: |rho|={r:.3f}" for i, r in enumerate(rhos))

@@ -11,8 +11,9 @@ from .head_stats import HeadStats
 from .lens import LensResult
 from .neurons import NeuronStats
 from .persist import load
+from .quality import BenchmarkResult, EvaluationResult
 from .weights import Weights
 
-__all__ = ["ActivationResult", "AttentionResult", "AttributionResult", "DLAResult", "DatasetAttribution",
-           "EmbeddingProjection", "GenerationAttribution", "HeadStats", "LensResult", "NeuronStats", "TokenNeighbors",
-           "Weights", "load"]
+__all__ = ["ActivationResult", "AttentionResult", "AttributionResult", "BenchmarkResult", "DLAResult",
+           "DatasetAttribution", "EmbeddingProjection", "EvaluationResult", "GenerationAttribution", "HeadStats",
+           "LensResult", "NeuronStats", "TokenNeighbors", "Weights", "load"]

@@ -20,7 +20,9 @@ def write_report(path: str | Path, sections: Sequence[tuple[str, str, View]], *,
             f"<section class=\"ats-section\" data-section=\"{html.escape(view.kind)}\">"
             f"<h2 style=\"font-family:system-ui,sans-serif\">{html.escape(heading)}</h2>"
             f"<p style=\"font-family:system-ui,sans-serif;color:#555\">{html.escape(note)}</p>"
-            + fragment(view.kind, view.data, token_count=view.token_count, title=view.title)
+            # a static view (a table) brings its own markup; the others are rendered by the views' script
+            + (getattr(view, "body_html", None) or fragment(view.kind, view.data, token_count=view.token_count,
+                                                            title=view.title))
             + "</section>"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
