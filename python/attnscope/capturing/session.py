@@ -24,11 +24,10 @@ from torch import Tensor, nn
 
 from ..activations.capture import ActivationCapture
 from ..adapters import AttentionSlot, find_attention_modules
-from ..results import AttentionResult
-from . import labels
-from .consumers import AttentionEvent, CaptureConsumer, check_consumer
 from ..adapters.sites import layer_indices
 from ..results import ActivationResult, AttentionResult
+from . import labels
+from .consumers import AttentionEvent, CaptureConsumer, check_consumer
 from .function import AttentionCall, CaptureOptions, attend, eager_function_of
 
 _REDUCE = (None, "mean", "max", "sum")
