@@ -157,3 +157,22 @@ def test_result_views(minilm_case):
     df = res.to_pandas()
     assert isinstance(df, pd.DataFrame) and len(df) == int(enc["attention_mask"].sum())
     assert set(df.columns) >= {"example", "position", "token", "score"}
+
+
+def test_a_reference_text_is_embedded_in_eval_mode():
+    """Target.prepare runs before the methods' own scope: it must not embed the reference with dropout on."""
+    from attribution_models import minilm
+
+    from attnscope.attribution import Similarity
+
+    model, tok = minilm()
+    enc = tok(["a cat sat on the mat"], return_tensors="pt")
+    want = attribute(model, enc, method="saliency", target=Similarity("a dog sat"), tokenizer=tok).scores
+    model.train()
+    try:
+        torch.manual_seed(0)
+        got = attribute(model, enc, method="saliency", target=Similarity("a dog sat"), tokenizer=tok).scores
+        assert model.training
+    finally:
+        model.eval()
+    torch.testing.assert_close(got, want)

@@ -10,6 +10,7 @@ from ..results.attribution import AttributionResult
 from . import catalog
 from .base import AttributionMethod, Request, check_options
 from .catalog import check_int, flag
+from .scope import scoped_model
 from ..inputs import model_device, model_inputs
 from .seeds import draw_seed
 from .targets import resolve_target
@@ -85,7 +86,8 @@ def attribute(
     flag("progress", progress)
     tgt = resolve_target(target)
     prepared = model_inputs(inputs, tokenizer=tokenizer, model=model, device=model_device(model))
-    tgt.prepare(model, tokenizer)  # forwards of its own (a reference text's embedding) before any hook is installed
+    with scoped_model(model):  # eval mode: a reference text's embedding without dropout, before any hook
+        tgt.prepare(model, tokenizer)
     request = Request(
         model=model,
         inputs=prepared,
