@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from bench._harness import PeakRSS, alternate, write
+from bench.lens import build, tokenizer  # the same GPT-2-shaped model (random biases and gains) and tokenizer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
@@ -44,31 +45,6 @@ SHAPES = {"small": dict(n_layer=12, n_embd=768, n_head=12, vocab=50257),
           "mini": dict(n_layer=4, n_embd=256, n_head=4, vocab=50257),
           "tiny": dict(n_layer=2, n_embd=64, n_head=4, vocab=1000)}
 TOP_K, CONTEXT = 20, 8
-
-
-def build(n_layer: int, n_embd: int, n_head: int, vocab: int):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=vocab, n_embd=n_embd, n_layer=n_layer, n_head=n_head, n_positions=1024,
-                     bos_token_id=0, eos_token_id=0)
-    model = GPT2LMHeadModel(cfg).eval()
-    with torch.no_grad():  # random biases and norm gains, so no convention hides behind zeros and ones
-        for name, p in model.named_parameters():
-            if name.endswith(".bias") or ".ln_" in name:
-                p.add_(torch.randn_like(p) * 0.1)
-    return model
-
-
-def tokenizer(vocab: int):
-    """A word-level fast tokenizer ``t0 .. t{vocab-1}`` (no download)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.WordLevel({f"t{i}": i for i in range(vocab)}, unk_token="t0"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="t0", pad_token="t0", bos_token="t0",
-                                   eos_token="t0")
 
 
 def corpus(n: int, length: int, vocab: int) -> list[str]:
