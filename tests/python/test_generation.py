@@ -203,6 +203,7 @@ def test_result_table_view_and_save_load(tmp_path):
         ({"replacement_token": 0}, ValueError, "method='saliency' takes no replacement_token= (only occlusion do)"),
         ({"generation_kwargs": {"do_sample": True}}, ValueError, "generation_kwargs apply to generation only"),
         ({"prompt": [1, 2, 999]}, ValueError, "prompt holds token id 999, outside the model's vocabulary"),
+        ({"continuation": [5, 999]}, ValueError, "continuation holds token id 999, outside the model's vocabulary"),
     ],
 )
 def test_bad_input_gets_a_clear_error(kwargs, error, message):

@@ -141,7 +141,7 @@ def attribute_generation(
                                   skip=len(start_ids) if seq2seq else len(prompt_ids))
         else:
             generated = _continuation_ids(continuation, tokenizer)
-            _check_ids(generated, vocab, "continuation")
+            model_inputs(generated, model=model, what="continuation")  # the normaliser's vocabulary check
         step_target = StepTarget(target, tokenizer, len(generated), vocab)
         if seq2seq:  # columns: the source, the decoder's start token, the generated tokens
             run = Seq2SeqGenerationRun(model, prompt_ids, start_ids, generated, step_target, device,
@@ -199,12 +199,6 @@ def _check_arguments(model, method, max_new_tokens, batch_size, memory_budget, e
                         "attribute_generation needs a Hugging Face causal LM")
     vocab = int(getattr(cfg, "vocab_size", 0) or embeddings.weight.shape[0])
     return spec, opts, embeddings, vocab
-
-
-def _check_ids(ids: list[int], vocab: int, what: str) -> None:
-    for i in ids:
-        if not 0 <= i < vocab:
-            raise ValueError(f"{what} token id {i} out of range: the vocabulary has {vocab} tokens")
 
 
 def _generate(model, tokenizer, prompt_ids, max_new_tokens, generation_kwargs, device, skip: int) -> list[int]:
