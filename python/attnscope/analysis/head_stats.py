@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from .. import ops
 from ..capturing import AttentionEvent, capture
-from ..inputs import token_sequences
+from ..inputs import model_device, token_sequences
 from ..results import HeadStats
 
 STAT_NAMES: tuple[str, ...] = ops.HEAD_STAT_NAMES
@@ -69,8 +69,6 @@ def _encode(model: nn.Module, tokenizer: Any, texts: Any, max_length: int | None
         raise ValueError("texts are strings, so head_stats needs the model's tokenizer: "
                          "head_stats(model, tokenizer, texts)")
     seqs, truncated = token_sequences(texts, tokenizer=tokenizer, model=model, max_length=max_length)
-    if all(len(s) == 0 for s in seqs):
-        raise ValueError(f"every one of the {len(seqs)} texts encodes to zero tokens")
     return [torch.tensor(s, dtype=torch.long) for s in seqs], truncated
 
 
@@ -235,7 +233,7 @@ def head_stats(
 
     acc = _Accumulator(segment_len or 0)
     cap = capture(model, query_chunk=query_chunk, consumers=[acc], record=False)
-    device = next(model.parameters()).device
+    device = model_device(model)
     batches = list(_batches(seqs, batch_size, pad_id))
     with torch.no_grad(), cap:
         for ids, mask in tqdm(batches, desc="head_stats", unit="batch", disable=not progress, leave=False):
@@ -280,7 +278,7 @@ def _eager_fallback(model: nn.Module, batches: list, acc: _Accumulator, progress
                   RuntimeWarning, stacklevel=3)
     config = model.config
     saved = config.__dict__.get("_attn_implementation_internal")
-    device = next(model.parameters()).device
+    device = model_device(model)
     try:
         config.__dict__["_attn_implementation_internal"] = "eager"
         with torch.no_grad():
