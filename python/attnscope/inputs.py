@@ -168,7 +168,7 @@ def _all_ids(values: Sequence) -> bool:
         isinstance(r, Sequence) and not isinstance(r, str) and all(_is_id(v) for v in r) for r in values)
 
 
-def _encode_texts(inputs: Any, tokenizer: Any, model: nn.Module | None, what: str) -> dict[str, Any]:
+def _encode_texts(inputs: Any, tokenizer: Any, what: str) -> dict[str, Any]:
     if tokenizer is None:
         raise ValueError(f"{what} is text, so it needs tokenizer= (the model's tokenizer); or pass token ids or what "
                          "the tokenizer returns")
@@ -185,7 +185,7 @@ def _encode_texts(inputs: Any, tokenizer: Any, model: nn.Module | None, what: st
     return out
 
 
-def _ragged(data: dict[str, Any], tokenizer: Any, model: nn.Module | None) -> tuple[dict[str, Tensor], bool]:
+def _ragged(data: dict[str, Any], tokenizer: Any, model: nn.Module | None) -> dict[str, Tensor]:
     """Lists of ids (one list, or one per example, possibly ragged) as padded tensors."""
     ids = data["input_ids"]
     rows = [list(ids)] if ids and isinstance(ids[0], int) else [list(r) for r in ids]
@@ -206,7 +206,7 @@ def _ragged(data: dict[str, Any], tokenizer: Any, model: nn.Module | None) -> tu
         vals = [list(value)] if value and isinstance(value[0], int) else [list(r) for r in value]
         if [len(r) for r in vals] == [len(r) for r in rows]:
             out[key] = _pad(vals, 0, side)[0]
-    return out, True
+    return out
 
 
 def model_inputs(inputs: Any, *, tokenizer: Any = None, model: nn.Module | None = None,
@@ -220,7 +220,7 @@ def model_inputs(inputs: Any, *, tokenizer: Any = None, model: nn.Module | None 
     word_ids = None
     encoding = None
     if _is_texts(inputs):
-        inputs = _encode_texts(inputs, tokenizer, model, what)
+        inputs = _encode_texts(inputs, tokenizer, what)
         encoding = inputs.pop("__encoding__")
     if isinstance(inputs, Tensor):
         data: dict[str, Any] = {"input_ids": inputs}
@@ -243,7 +243,7 @@ def model_inputs(inputs: Any, *, tokenizer: Any = None, model: nn.Module | None 
             f"with 'input_ids' or an input_ids tensor, got {type(inputs).__name__}"
         )
     if isinstance(data["input_ids"], (list, tuple)):
-        data = {**data, **_ragged(data, tokenizer, model)[0]}
+        data = {**data, **_ragged(data, tokenizer, model)}
     out: dict[str, Tensor] = {}
     for key, value in data.items():
         if not isinstance(value, Tensor):

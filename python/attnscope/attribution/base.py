@@ -90,7 +90,7 @@ class AttributionMethod:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "name" in cls.__dict__:
-            cls.spec = catalog.CATALOG[[s.name for s in catalog.CATALOG].index(cls.name)]
+            cls.spec = catalog.list_methods()[cls.name]
             cls.Options = options_class(cls.spec)
 
     def __init__(self, **options: Any) -> None:
