@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ..adapters.blocks import AttentionBlock, attention_blocks, per_head_value_output
+from ..adapters.sites import layer_indices
 from ..results import AttentionResult
 
 METHODS: tuple[str, ...] = ("norm", "alti", "value_zeroing")
@@ -39,18 +40,13 @@ def _check_method(method: Any) -> str:
 
 
 def _layers_checked(layers: Sequence[int] | int | None, n_layers: int) -> list[int]:
-    """Layer indices, sorted and unique; negative ones count from the end; None = all."""
-    if layers is None:
-        return list(range(n_layers))
-    picked = [layers] if isinstance(layers, int) else list(layers)
-    if not picked:
-        raise ValueError("layers must name at least one layer, got an empty list")
-    for layer in picked:
-        if not isinstance(layer, int) or isinstance(layer, bool):
-            raise TypeError(f"layers must be integers, got {layer!r}")
-        if not -n_layers <= layer < n_layers:
-            raise ValueError(f"layer {layer} out of range: model has {n_layers} layers (0..{n_layers - 1})")
-    return sorted({layer % n_layers for layer in picked})
+    """Layer indices, sorted and unique; negative ones count from the end; None = all; an empty list is refused."""
+    if layers is not None and not isinstance(layers, int):
+        layers = list(layers)
+        if not layers:
+            raise ValueError("layers must name at least one layer, got an empty list")
+    picked = layer_indices(layers, n_layers)  # the capture engine's check: types, range, negative indices
+    return list(range(n_layers)) if picked is None else picked
 
 
 def _first(x: Any) -> Tensor:
