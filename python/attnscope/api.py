@@ -23,6 +23,7 @@ def capture_attention(
     grad: bool = False,
     tokenizer: Any = None,
     query_chunk: int | None = None,
+    truncation: bool = False,
 ) -> AttentionResult:
     """Exact attention weights of one forward pass, while the model keeps its own attention implementation.
 
@@ -38,13 +39,17 @@ def capture_attention(
         entropy: see :class:`attnscope.capture`.
         tokenizer: see :class:`attnscope.capture`.
         query_chunk: see :class:`attnscope.capture`.
-        grad: keep the forward's graph; after ``res.outputs.<something>.backward()``, ``res.grad`` holds dF/dP.
+        grad: keep the forward's graph (``res.outputs``, the model's outputs); after a backward from any scalar of
+            them (``res.outputs.logits[0, -1].max().backward()``), ``res.grad`` holds dF/dP ``[layer, batch, head,
+            query, key]``, the gradient of that scalar with respect to each attention weight (attention×gradient).
+        truncation: inputs longer than the model's positions raise a ValueError naming both lengths; True keeps
+            each example's first tokens instead, with a warning.
 
     Returns:
         AttentionResult with ``weights`` ``[layer, batch, head, query, key]`` (``[layer, batch, query, key]`` when
         reduced). Encoder-decoder models also fill ``.encoder``, ``.decoder`` and ``.cross``.
     """
-    kwargs = model_inputs(inputs, tokenizer=tokenizer, model=model).kwargs
+    kwargs = model_inputs(inputs, tokenizer=tokenizer, model=model, truncation=truncation).kwargs
     result, outputs = capture_forward(model, kwargs, layers=layers, heads=heads, reduce=reduce, topk=topk,
                                       entropy=entropy, grad=grad, tokenizer=tokenizer, query_chunk=query_chunk)
     if grad:

@@ -16,6 +16,8 @@ from .attribution import catalog  # torch-free: unknown methods and options are 
 from .quality import metrics as metric_catalog  # torch-free too
 
 TEXT_SUFFIXES = (".jsonl", ".txt", ".csv")
+STDIN = Path("-")
+STDIN_HELP = "'-' reads standard input (one text per line, or JSON lines with a 'text' key)"
 
 
 class UsageError(Exception):
@@ -34,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 ok, 1 failure, 2 bad usage. Add --debug for a traceback.",
     )
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    parser.add_argument("--version", action="version", version=f"attnscope {_version()}",
+                        help="print attnscope's version and exit")
     # --debug is accepted after the command too; SUPPRESS keeps a subcommand from resetting the global value.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback")
@@ -46,12 +50,14 @@ def _parser() -> argparse.ArgumentParser:
     source = explain.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="one text to explain")
     source.add_argument("--texts", type=Path, help="a .jsonl ({'text': ...} per line), .txt (one per line) or .csv "
-                                                   "(a 'text' column) file")
+                                                   f"(a 'text' column) file; {STDIN_HELP}")
     explain.add_argument("--method", default="saliency", metavar="METHOD",
                          help=f"one of: {', '.join(catalog.names())} (default: saliency; `python -c 'import attnscope; "
                               "print(attnscope.list_methods())'` describes them)")
     explain.add_argument("--target", default=None,
-                         help="class index or token id (an integer), 'next' (next token), or text to continue with")
+                         help="class index or token id (an integer), 'next' (next token), 'similarity:TEXT' (cosine "
+                              "of the sentence embedding with TEXT's, for sentence encoders such as MiniLM), or text "
+                              "to continue with (default: the predicted class, or the next token)")
     explain.add_argument("--out", type=Path, default=Path("attnscope-out"), help="output folder (default: attnscope-out)")
     explain.add_argument("--batch-size", type=int, default=8)
     explain.add_argument("--n-steps", type=int, default=None,
@@ -64,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("benchmark", parents=[common],
                            help="score attribution methods with quality metrics over texts (table + report)")
     bench.add_argument("model_dir", type=Path, help="a save_pretrained folder (config.json, weights, tokenizer)")
-    bench.add_argument("--texts", type=Path, required=True, help="a .jsonl, .txt or .csv file of texts (see explain)")
+    bench.add_argument("--texts", type=Path, required=True,
+                       help=f"a .jsonl, .txt or .csv file of texts (see explain); {STDIN_HELP}")
     bench.add_argument("--methods", default=None, metavar="M1,M2",
                        help="comma-separated methods (default all; see ats.list_methods())")
     bench.add_argument("--metrics", default=None, metavar="K1,K2",
@@ -75,20 +82,40 @@ def _parser() -> argparse.ArgumentParser:
                        help="output folder; a rerun with the same settings resumes (default: attnscope-benchmark)")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    heads = sub.add_parser("heads", parents=[common], help="per-head statistics (previous-token, induction, entropy, ...) over texts")
-    heads.add_argument("model_dir", type=Path)
-    heads.add_argument("--texts", type=Path, required=True)
-    heads.add_argument("--out", type=Path, default=Path("attnscope-heads"))
-    heads.add_argument("--batch-size", type=int, default=8)
-    heads.add_argument("--quiet", action="store_true")
+    heads = sub.add_parser("heads", parents=[common],
+                           help="per-head statistics (previous-token, induction, entropy, ...) over texts",
+                           description="Per-head attention statistics pooled over texts (previous-token, duplicate-"
+                                       "token, first-token, entropy, distance; induction with --induction), written "
+                                       "as a table (heads.parquet or .csv) and an HTML report (index.html).")
+    heads.add_argument("model_dir", type=Path, help="a save_pretrained folder (config.json, weights, tokenizer)")
+    heads.add_argument("--texts", type=Path, default=None,
+                       help=f"a .jsonl, .txt or .csv file of texts (see explain); {STDIN_HELP}; optional with "
+                            "--induction, which then generates repeated random token segments")
+    heads.add_argument("--induction", action="store_true",
+                       help="add the induction score: on --texts (rows whose token repeats --segment-len back), or, "
+                            "without --texts, on --n-sequences generated [bos, segment, segment] sequences")
+    heads.add_argument("--segment-len", type=int, default=None,
+                       help="length of the repeated segment the induction score looks back over (default: 16)")
+    heads.add_argument("--n-sequences", type=int, default=64,
+                       help="generated sequences for --induction without --texts (default: 64)")
+    heads.add_argument("--seed", type=int, default=0, help="seed of the generated sequences (default: 0)")
+    heads.add_argument("--out", type=Path, default=Path("attnscope-heads"),
+                       help="output folder for heads.parquet/.csv and index.html (default: attnscope-heads)")
+    heads.add_argument("--batch-size", type=int, default=8, help="texts per forward pass (default: 8)")
+    heads.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
-def read_texts(path: Path) -> list[str]:
-    """Texts from .jsonl / .txt / .csv; a UsageError names what is wrong with the file."""
-    import csv
-    import json
+def _version() -> str:
+    from . import __version__
 
+    return __version__
+
+
+def read_texts(path: Path) -> list[str]:
+    """Texts from .jsonl / .txt / .csv, or standard input for ``-``; a UsageError names what is wrong with the file."""
+    if path == STDIN:
+        return _stdin_texts()
     if path.suffix not in TEXT_SUFFIXES:
         raise UsageError(f"--texts {path}: unsupported file type {path.suffix or '(none)'!r}; use .jsonl, .txt or .csv")
     if not path.is_file():
@@ -97,9 +124,35 @@ def read_texts(path: Path) -> list[str]:
         raw = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"--texts {path}: cannot read it ({exc.__class__.__name__}: {exc})") from None
-    if path.suffix == ".txt":
+    return _parse_texts(raw, path.suffix, path)
+
+
+def _stdin_texts() -> list[str]:
+    """``--texts -``: standard input, JSON lines when its first line is a JSON object, else one text per line."""
+    import json
+
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError("--texts -: standard input is a terminal; pipe the texts in (e.g. `cat texts.txt | attnscope ...`)")
+    try:
+        raw = sys.stdin.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--texts -: cannot read standard input ({exc.__class__.__name__}: {exc})") from None
+    first = next((line.strip() for line in raw.splitlines() if line.strip()), "")
+    try:
+        jsonl = first.startswith("{") and isinstance(json.loads(first), dict)
+    except json.JSONDecodeError:
+        jsonl = False
+    return _parse_texts(raw, ".jsonl" if jsonl else ".txt", "- (standard input)")
+
+
+def _parse_texts(raw: str, suffix: str, path: object) -> list[str]:
+    """Texts from a file's contents by its type; a UsageError names the line or column that is wrong."""
+    import csv
+    import json
+
+    if suffix == ".txt":
         texts = [line.strip() for line in raw.splitlines() if line.strip()]
-    elif path.suffix == ".jsonl":
+    elif suffix == ".jsonl":
         texts = []
         for number, line in enumerate(raw.splitlines(), 1):
             if not line.strip():
@@ -165,6 +218,13 @@ def validate(args: argparse.Namespace) -> list[str] | None:
             return [args.text]
         return read_texts(args.texts)
     if args.command == "heads":
+        for flag, value, low in (("--segment-len", args.segment_len, 2), ("--n-sequences", args.n_sequences, 1)):
+            if value is not None and value < low:
+                raise UsageError(f"{flag} must be >= {low}, got {value}")
+        if args.texts is None:
+            if not args.induction:
+                raise UsageError("heads needs --texts FILE (or --induction, which generates its own sequences)")
+            return None
         return read_texts(args.texts)
     return None
 

@@ -74,7 +74,9 @@ def heads(args, texts: list[str]) -> int:
     from .viz.report import write_report
 
     model, tokenizer = load_model_dir(args.model_dir)
-    stats = head_stats(model, tokenizer, texts, batch_size=args.batch_size, progress=not args.quiet)
+    stats = head_stats(model, tokenizer, texts, batch_size=args.batch_size, progress=not args.quiet,
+                       induction=args.induction, segment_len=args.segment_len, n_sequences=args.n_sequences,
+                       seed=args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     table = write_table(stats.to_pandas(), args.out, "heads")
     report = write_report(args.out, [(name, "per layer (rows) and head (columns)", stats.view(name))

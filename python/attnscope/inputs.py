@@ -128,7 +128,38 @@ def _check_length(n: int, model: nn.Module | None, tokenizer: Any, what: str) ->
     limit = max_positions(model, tokenizer) if model is not None else None
     if limit is not None and n > limit:
         raise ValueError(f"{what} has {n} tokens, more than the {limit} positions of {type(model).__name__}; "
-                         f"truncate them (tokenizer(..., truncation=True, max_length={limit})) or pass shorter texts")
+                         f"truncate them (truncation=True keeps the first {limit} tokens, with a warning; or "
+                         f"tokenizer(..., truncation=True, max_length={limit})) or pass shorter texts")
+
+
+def _truncate(out: dict[str, Tensor], limit: int, model: nn.Module | None, what: str) -> dict[str, Tensor]:
+    """``truncation=True``: each row keeps its first ``limit`` real tokens, padded on the side it was padded on;
+    every per-position tensor (ids, mask, token types) is cut the same way. Warns how many rows were cut."""
+    ids = out["input_ids"]
+    mask = out.get("attention_mask", torch.ones_like(ids))
+    real = [(row != 0).nonzero().flatten()[:limit] for row in mask]
+    width = max(len(r) for r in real)
+    left = bool((mask[:, 0] == 0).any()) and not bool((mask[:, -1] == 0).any())
+    index = torch.zeros((ids.shape[0], width), dtype=torch.long)
+    keep = torch.zeros((ids.shape[0], width), dtype=torch.bool)
+    for i, r in enumerate(real):
+        pad = (mask[i] == 0).nonzero().flatten()
+        fill = int(pad[0]) if len(pad) else 0
+        row = torch.full((width,), fill, dtype=torch.long)
+        span = slice(width - len(r), width) if left else slice(0, len(r))
+        row[span], keep[i, span] = r.cpu(), True
+        index[i] = row
+    cut = int(((mask != 0).sum(1) > limit).sum())
+    warnings.warn(f"{what}: {cut} of {ids.shape[0]} examples are longer than the {limit} positions of "
+                  f"{type(model).__name__}; truncation=True keeps their first {limit} tokens", stacklevel=4)
+    result = {}
+    for key, value in out.items():
+        if value.dim() >= 2 and tuple(value.shape[:2]) == tuple(ids.shape):
+            gather = index.to(value.device).view(*index.shape, *([1] * (value.dim() - 2))).expand(-1, -1, *value.shape[2:])
+            value = value.gather(1, gather)
+        result[key] = value
+    result["attention_mask"] = keep.to(mask.device, mask.dtype) if "attention_mask" in out else keep.long()
+    return result
 
 
 # --- the normaliser -----------------------------------------------------------------------------------------------
@@ -210,10 +241,13 @@ def _ragged(data: dict[str, Any], tokenizer: Any, model: nn.Module | None) -> di
 
 
 def model_inputs(inputs: Any, *, tokenizer: Any = None, model: nn.Module | None = None,
-                 device: torch.device | str | None = None, what: str = "inputs") -> ModelInputs:
+                 device: torch.device | str | None = None, what: str = "inputs",
+                 truncation: bool = False) -> ModelInputs:
     """What the user passed, as :class:`ModelInputs` on ``device`` (checked against ``model`` when given).
 
-    ``what`` names the argument in errors (``inputs``, ``texts``, ``prompt``).
+    ``what`` names the argument in errors (``inputs``, ``texts``, ``prompt``). Inputs longer than the model's
+    positions raise a ValueError naming both lengths; ``truncation=True`` keeps each example's first tokens instead,
+    with a warning.
     """
     if isinstance(inputs, ModelInputs):
         return inputs
@@ -261,6 +295,12 @@ def model_inputs(inputs: Any, *, tokenizer: Any = None, model: nn.Module | None 
         ids = out["input_ids"]
     if ids.dim() != 2 or ids.shape[0] == 0 or ids.shape[1] == 0:
         raise ValueError(f"input_ids must be [batch, seq] with batch > 0 and seq > 0, got shape {tuple(ids.shape)}")
+    if not isinstance(truncation, bool):
+        raise TypeError(f"truncation must be True or False, got {truncation!r}")
+    limit = max_positions(model, tokenizer) if truncation and model is not None else None
+    if limit is not None and ids.shape[1] > limit:
+        out = _truncate(out, limit, model, what)
+        ids = out["input_ids"]
     kwargs = dict(out)
     mask = out.pop("attention_mask", None)
     if mask is None:

@@ -10,6 +10,7 @@ from ..results.attribution import AttributionResult
 from . import catalog
 from .base import AttributionMethod, Request, check_options
 from .catalog import check_int, flag
+from .prediction import target_labels
 from .scope import scoped_model
 from ..inputs import model_device, model_inputs
 from .seeds import draw_seed
@@ -30,6 +31,7 @@ def attribute(
     memory_budget: int | None = None,
     seed: int | None = None,
     progress: bool | None = None,
+    truncation: bool = False,
     **options: Any,
 ) -> AttributionResult:
     """Attribute a scalar of ``model``'s output to its input tokens with gradients or perturbations.
@@ -55,6 +57,8 @@ def attribute(
         seed: seeds the random draws (smoothgrad, gradient_shap: per point; perturbation methods: per example),
             independent of batching and chunking.
         progress: a progress bar over chunks of work (None = only for long runs).
+        truncation: inputs longer than the model's positions raise a ValueError naming both lengths; True keeps
+            each example's first tokens instead, with a warning.
         **options: the method's options, each with its default and check in the catalog
             (``ats.list_methods()``): ``n_steps``, ``integration`` (riemann_left, riemann_right, riemann_middle,
             riemann_trapezoid, gausslegendre, adaptive) and ``completeness_tol`` (integrated_gradients);
@@ -85,7 +89,8 @@ def attribute(
         check_int("seed", seed, 0)
     flag("progress", progress)
     tgt = resolve_target(target)
-    prepared = model_inputs(inputs, tokenizer=tokenizer, model=model, device=model_device(model))
+    prepared = model_inputs(inputs, tokenizer=tokenizer, model=model, device=model_device(model),
+                            truncation=truncation)
     with scoped_model(model):  # eval mode: a reference text's embedding without dropout, before any hook
         tgt.prepare(model, tokenizer)
     request = Request(
@@ -99,7 +104,17 @@ def attribute(
         memory_budget=memory_budget,
         progress=progress,
     )
-    return runner.run(request)
+    return _labelled(runner.run(request), request)
+
+
+def _labelled(result: AttributionResult, request: Request) -> AttributionResult:
+    """The target as text and the model's prediction, for the views (Captum's visualize_text shows both)."""
+    result.target_labels = target_labels(request.target, request.inputs.batch, request.tokenizer, request.model)
+    if request.prediction is not None:
+        result.predicted = request.prediction.labels
+        result.predicted_id = request.prediction.ids
+        result.predicted_prob = request.prediction.probs
+    return result
 
 
 def _method(method: object, options: dict[str, Any]) -> AttributionMethod:

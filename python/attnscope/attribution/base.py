@@ -42,6 +42,7 @@ class Request:
     internal_batch_size: int | str
     memory_budget: int | None
     progress: bool | None
+    prediction: Any = None  # set by the method from its forward on the real input (prediction.predict)
 
     @property
     def device(self) -> torch.device:

@@ -9,20 +9,18 @@ from typing import Any, Sequence
 
 import torch
 
+from .. import resume
 from ..results.dataset import DatasetAttribution
 from ..inputs import ModelInputs, model_device, model_inputs
 from .api import attribute
 from .catalog import get as method_entry
 
-ROWS = "rows.jsonl"
+ROWS = resume.ROWS
 
 
 def _done_rows(out: Path | None, meta: dict) -> dict[int, dict]:
-    if out is None or not (out / ROWS).exists():
+    if not resume.reusable(out, meta, "attribution run"):
         return {}
-    saved = json.loads((out / "meta.json").read_text()) if (out / "meta.json").exists() else {}
-    if saved and {k: saved.get(k) for k in meta} != meta:
-        raise ValueError(f"{out} holds a run with other settings ({saved}); use another out= folder to start afresh")
     rows = {}
     for line in (out / ROWS).read_text(encoding="utf-8").splitlines():
         try:
@@ -75,10 +73,8 @@ def attribute_dataset(
     out_dir = Path(out) if out is not None else None
     done = _done_rows(out_dir, meta)
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "meta.json").write_text(json.dumps(meta) + "\n")
         # Keep only whole rows: a line cut by the interruption would otherwise swallow the next row appended.
-        (out_dir / ROWS).write_text("".join(json.dumps(done[i]) + "\n" for i in sorted(done)), encoding="utf-8")
+        resume.start(out_dir, meta, [json.dumps(done[i]) + "\n" for i in sorted(done)])
     todo = [i for i in range(len(texts)) if i not in done]
     from tqdm.auto import tqdm
 
@@ -117,5 +113,6 @@ def attribute_dataset(
         bar.close()
         if sink is not None:
             sink.close()
+    resume.finish(out_dir, meta)
     examples = [done[i] for i in range(len(texts))]
     return DatasetAttribution(examples=examples, method=method, target=meta["target"])

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..inputs import ModelInputs, last_positions
+from .prediction import class_name, token_text
 
 __all__ = [
     "Class",
@@ -88,6 +89,12 @@ def _check_range(index: Tensor, size: int, what: str, unit: str) -> None:
         raise ValueError(f"{what} {index[bad][0].item()} out of range: the model has {size} {unit} (0..{size - 1})")
 
 
+def _per_row_index(index: Tensor, i: int) -> Tensor:
+    """Example ``i``'s entry of a target index that has one entry or one per example."""
+    flat = index.reshape(-1)
+    return flat[i] if flat.numel() > 1 else flat[0]
+
+
 class Target:
     """Base class. ``bind`` sees the outputs on the real inputs once (to check ranges, fix argmax tokens)."""
 
@@ -120,6 +127,10 @@ class Target:
     def describe(self) -> str:
         return self.name
 
+    def label(self, i: int, tokenizer: object, model: torch.nn.Module) -> str:
+        """After ``bind``: example ``i``'s target as a user reads it (token text, class names), for the views."""
+        return self.describe()
+
 
 @dataclass
 class Class(Target):
@@ -144,6 +155,9 @@ class Class(Target):
 
     def describe(self):
         return f"Class({self._index.tolist() if self._index.numel() > 1 else int(self._index[0])})"
+
+    def label(self, i, tokenizer, model):
+        return class_name(model, int(_per_row_index(self._index, i)))
 
 
 @dataclass
@@ -188,6 +202,9 @@ class TokenId(Target):
     def describe(self):
         return f"TokenId({self._index.tolist() if self._index.numel() > 1 else int(self._index[0])})"
 
+    def label(self, i, tokenizer, model):
+        return f"token {token_text(tokenizer, int(_per_row_index(self._index, i)))}"
+
 
 class NextToken(TokenId):
     """Logit of the model's own next-token prediction (argmax at the last non-padding position on the real input)."""
@@ -208,6 +225,9 @@ class NextToken(TokenId):
 
     def describe(self):
         return f"NextToken({self._index.tolist()})"
+
+    def label(self, i, tokenizer, model):
+        return f"next token {token_text(tokenizer, int(_per_row_index(self._index, i)))}"
 
     def __repr__(self) -> str:
         return "NextToken()"
@@ -284,6 +304,14 @@ class Continuation(Target):
     def describe(self):
         return f"Continuation({self.text!r})"
 
+    def label(self, i, tokenizer, model):
+        ids = getattr(self, "_tokens", None)
+        if ids is None:
+            return self.describe()
+        ids = ids[i]
+        text = repr(tokenizer.decode(ids)) if tokenizer is not None and hasattr(tokenizer, "decode") else str(ids)
+        return f"continuation {text}"
+
 
 @dataclass
 class Contrast(Target):
@@ -319,6 +347,12 @@ class Contrast(Target):
 
     def describe(self):
         return f"Contrast({self.a!r}, {self.b!r})"
+
+    def label(self, i, tokenizer, model):
+        a, b = (int(v) for v in self._ab)
+        if self._lm:
+            return f"{token_text(tokenizer, a)} \u2212 {token_text(tokenizer, b)}"
+        return f"{class_name(model, a)} \u2212 {class_name(model, b)}"
 
 
 _POOLINGS = ("mean", "cls", "max", "lasttoken")
@@ -424,6 +458,14 @@ class Similarity(Target):
         ref = self.reference if isinstance(self.reference, (str, list)) else f"tensor{tuple(self.reference.shape)}"
         return f"Similarity({ref!r}, pooling={self._mode!r})"
 
+    def label(self, i, tokenizer, model):
+        ref = self.reference
+        if isinstance(ref, str):
+            return f"similarity to {ref!r}"
+        if isinstance(ref, Sequence) and not isinstance(ref, Tensor):
+            return f"similarity to {ref[i]!r}"
+        return "similarity to a reference embedding"
+
 
 @dataclass
 class Custom(Target):
@@ -469,6 +511,9 @@ class _Resolved(Target):
 
     def describe(self):
         return self._inner.describe() if self._inner else self.unbound
+
+    def label(self, i, tokenizer, model):
+        return self._inner.label(i, tokenizer, model) if self._inner else self.unbound
 
 
 class _Index(_Resolved):

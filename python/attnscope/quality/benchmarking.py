@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import nn
 
+from .. import resume
 from ..attribution import catalog as methods_catalog
 from ..attribution.api import attribute
 from ..inputs import model_device, model_inputs
@@ -22,7 +23,7 @@ from .evaluation import evaluate
 
 __all__ = ["benchmark"]
 
-ROWS = "rows.jsonl"
+ROWS = resume.ROWS
 
 
 def _check_texts(texts: Any) -> list[str]:
@@ -44,11 +45,8 @@ def _per_text(value: Any, n: int, what: str) -> list | None:
 
 def _done(out: Path | None, meta: dict) -> dict[tuple[str, int], list[dict]]:
     """Records already written under ``out``, by (method, text); a cut last line is dropped (recomputed)."""
-    if out is None or not (out / ROWS).exists():
+    if not resume.reusable(out, meta, "benchmark"):
         return {}
-    saved = json.loads((out / "meta.json").read_text()) if (out / "meta.json").exists() else {}
-    if saved and saved != meta:
-        raise ValueError(f"{out} holds a benchmark with other settings ({saved}); use another out= folder")
     done: dict[tuple[str, int], list[dict]] = {}
     for line in (out / ROWS).read_text(encoding="utf-8").splitlines():
         try:
@@ -112,10 +110,8 @@ def benchmark(
     out_dir = Path(out) if out is not None else None
     done = _done(out_dir, meta)
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "meta.json").write_text(json.dumps(meta) + "\n")
-        (out_dir / ROWS).write_text("".join(json.dumps({"method": m, "text": t, "records": r}) + "\n"
-                                            for (m, t), r in done.items()), encoding="utf-8")
+        resume.start(out_dir, meta, [json.dumps({"method": m, "text": t, "records": r}) + "\n"
+                                     for (m, t), r in done.items()])
     from tqdm.auto import tqdm
 
     total = len(texts) * len(names)
@@ -153,6 +149,7 @@ def benchmark(
         bar.close()
         if sink is not None:
             sink.close()
+    resume.finish(out_dir, meta)
     records = [r for m in names for j in range(len(texts)) for r in done[(m, j)]]
     for r in records:
         r["value"] = float(r["value"]) if r["value"] is not None else math.nan

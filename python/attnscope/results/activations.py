@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .export import FigureExport
 from .persist import persistable
 
 _RESIDUAL = ("resid_post", "resid_pre", "resid_mid")
@@ -15,7 +16,7 @@ _RESIDUAL = ("resid_post", "resid_pre", "resid_mid")
 
 @persistable
 @dataclass
-class ActivationResult:
+class ActivationResult(FigureExport):
     """Activations of one sequence (one forward, or one ``generate()`` assembled along positions).
 
     Attributes:

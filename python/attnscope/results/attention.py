@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
+from .export import FigureExport
 from .persist import persistable
 
 
 @persistable
 @dataclass
-class AttentionResult:
+class AttentionResult(FigureExport):
     """Attention captured from one forward pass (or one ``generate()`` call).
 
     Attributes:
@@ -148,13 +150,19 @@ class AttentionResult:
 
     # --- views ----------------------------------------------------------------------------------------------
     def view(self, kind: str = "head", *, batch: int = 0, **kwargs):
-        """The HTML view: ``kind="head"`` (lines from each token to what it attends, heads selectable) or
-        ``"model"`` (a layer × head grid of heatmaps, click to enlarge)."""
+        """The HTML view: ``kind="head"`` (lines from each token to what it attends, heads selectable; options
+        ``top``, ``min_weight``) or ``"model"`` (a layer × head grid of heatmaps, click to enlarge; option ``top``:
+        weights kept per query). An option the view does not take raises a TypeError naming the ones it takes."""
         from ..viz import head_view, model_view
 
         views = {"head": head_view, "model": model_view}
         if kind not in views:
             raise ValueError(f"unknown view {kind!r}: use 'head' or 'model'")
+        takes = [name for name in inspect.signature(views[kind]).parameters if name not in ("result", "batch")]
+        unknown = sorted(set(kwargs) - set(takes))
+        if unknown:
+            raise TypeError(f"view({kind!r}) takes batch=, {', '.join(f'{t}=' for t in takes)} "
+                            f"but got {', '.join(f'{u}=' for u in unknown)}")
         return views[kind](self, batch=batch, **kwargs)
 
     def show(self, kind: str = "head", *, batch: int = 0, **kwargs):
@@ -167,7 +175,7 @@ class AttentionResult:
         """Write the view as one self-contained HTML file; returns its path."""
         return self.view(kind, batch=batch, **kwargs).save_html(path)
 
-    def plot(self, *, batch: int = 0, layer: int | None = None, head: int = 0):
+    def plot(self, *, batch: int = 0, layer: int | None = None, head: int | None = None):
         """A matplotlib figure (heatmap of one layer and head) for PNG/SVG export."""
         from ..viz.attention import plot
 

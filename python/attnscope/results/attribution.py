@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
+from .export import FigureExport
 from .persist import persistable
 
 _WORD_START = ("Ġ", "▁", " ")  # byte-level BPE and SentencePiece mark a word start on the piece
@@ -14,7 +15,7 @@ _CONTINUE = "##"  # WordPiece marks a continuation
 
 @persistable
 @dataclass
-class AttributionResult:
+class AttributionResult(FigureExport):
     """Attributions of one call of :func:`attnscope.attribute`.
 
     Attributes:
@@ -44,6 +45,12 @@ class AttributionResult:
         decoder_scores: ``[batch, target]``; decoder_raw: ``[batch, target, hidden]``; decoder_tokens;
         decoder_input_ids, decoder_attention_mask: ``[batch, target]``.
     Both sides together add up to ``F(x) - F(baseline) + delta`` for integrated gradients.
+
+    What the views show beside the scores (as Captum's ``visualize_text``):
+        target_labels: per example, the target as text (``next token ' cat'``, ``class 1 (POSITIVE)``).
+        predicted, predicted_id, predicted_prob: per example, the model's prediction on the input (a classifier's
+            class, a language model's next token at the last input position), its id ``[batch]`` and softmax
+            probability ``[batch]``; None for models without logits (sentence encoders) and encoder-decoder models.
     """
 
     scores: Tensor
@@ -70,6 +77,10 @@ class AttributionResult:
     decoder_tokens: list[list[str]] | None = None
     decoder_input_ids: Tensor | None = None
     decoder_attention_mask: Tensor | None = None
+    target_labels: list[str] | None = None
+    predicted: list[str] | None = None
+    predicted_id: Tensor | None = None
+    predicted_prob: Tensor | None = None
 
     def __repr__(self) -> str:
         b, n = self.scores.shape
@@ -170,8 +181,7 @@ class AttributionResult:
         for i, words in enumerate(self.words()):
             valid = self._valid(i)
             examples.append({
-                "label": f"example {i} · {self.method} · target {self.target}" if self.scores.shape[0] > 1 else
-                f"{self.method} · target {self.target}",
+                "label": self._label(i),
                 "tokens": [self.tokens[i][j] for j in valid],
                 "scores": [float(self.scores[i, j]) for j in valid],
                 "words": [w for w, _ in words],
@@ -182,6 +192,16 @@ class AttributionResult:
                 examples.append({"label": f"example {i} · target prefix", "tokens": [e[2] for e in prefix],
                                  "scores": [e[4] for e in prefix]})
         return token_view(examples, title="attnscope · attribution")
+
+    def _label(self, i: int) -> str:
+        """Example ``i``'s caption: method, target as text, the model's prediction and probability, the score sum."""
+        parts = [f"example {i}"] if self.scores.shape[0] > 1 else []
+        target = self.target_labels[i] if self.target_labels is not None else str(self.target)
+        parts += [self.method, f"target: {target}"]
+        if self.predicted is not None:
+            parts.append(f"predicted: {self.predicted[i]} (p = {float(self.predicted_prob[i]):.3f})")
+        parts.append(f"attribution sum {float(self.scores[i].sum()):.3g}")
+        return " · ".join(parts)
 
     def show(self):
         """Display :meth:`view` in a notebook (an iframe that works in JupyterLab, Notebook and VS Code)."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from .export import FigureExport
 from .persist import persistable
 
 
 @persistable
 @dataclass
-class DatasetAttribution:
+class DatasetAttribution(FigureExport):
     """What :func:`attnscope.attribute_dataset` returns.
 
     Attributes:
@@ -65,6 +66,27 @@ class DatasetAttribution:
 
         return token_view([{"label": f"#{ex['index']}", "tokens": ex["tokens"], "scores": ex["scores"]}
                            for ex in self.examples[:limit]], title=f"attnscope · {self.method} over a data set")
+
+    def plot(self, limit: int = 50, *, figsize=None):
+        """The figure of :meth:`view`: the first ``limit`` examples' token scores as a heatmap (rows examples,
+        columns positions, symmetric diverging colours, blank past an example's end)."""
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        shown = self.examples[:limit]
+        width = max((len(ex["scores"]) for ex in shown), default=1)
+        grid = np.full((max(len(shown), 1), width), np.nan)
+        for i, ex in enumerate(shown):
+            grid[i, : len(ex["scores"])] = ex["scores"]
+        top = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0
+        fig, ax = plt.subplots(figsize=figsize or (max(4, 0.25 * width + 2), max(2.5, 0.3 * len(shown) + 1.5)))
+        image = ax.imshow(grid, cmap="bwr", vmin=-top, vmax=top, aspect="auto")
+        ax.set_yticks(range(len(shown)), [f"#{ex['index']}" for ex in shown], fontsize=7)
+        ax.set_xlabel("position")
+        ax.set_title(f"{self.method} over a data set")
+        fig.colorbar(image, ax=ax, fraction=0.046)
+        fig.tight_layout()
+        return fig
 
     def show(self, limit: int = 50):
         from ..viz import show

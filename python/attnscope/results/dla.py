@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from .export import FigureExport
 from .persist import persistable
 
 
 @persistable
 @dataclass
-class DLAResult:
+class DLAResult(FigureExport):
     """Direct logit attribution of one call of :func:`attnscope.direct_logit_attribution` (float64).
 
     Attributes:

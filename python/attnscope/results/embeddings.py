@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from .export import FigureExport
 from .persist import persistable
 
 
 @persistable
 @dataclass
-class TokenNeighbors:
+class TokenNeighbors(FigureExport):
     """The top tokens for each query (a token's cosine neighbours, or a vector's top tokens by logit).
 
     Attributes:
@@ -83,7 +84,7 @@ class TokenNeighbors:
 
 @persistable
 @dataclass
-class EmbeddingProjection:
+class EmbeddingProjection(FigureExport):
     """Tokens placed in 2-D by a projection of their embedding rows.
 
     Attributes:

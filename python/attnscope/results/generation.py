@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
+from .export import FigureExport
 from .persist import persistable
 
 
@@ -19,7 +20,7 @@ def _signed(method: str) -> bool:
 
 @persistable
 @dataclass
-class GenerationAttribution:
+class GenerationAttribution(FigureExport):
     """Attributions of every generated token, from :func:`attnscope.attribute_generation`.
 
     Attributes:
@@ -101,12 +102,16 @@ class GenerationAttribution:
     def view(self):
         """Heatmap of generated (rows) × source tokens (columns); hover shows both tokens and the value."""
         from ..viz import matrix_view
+        from ..viz.readable import readable_tokens
 
-        rows = [f"{t}: {tok} ({self.target} {float(self.step_scores[t]):.3g})"
-                for t, tok in enumerate(self.generated_tokens)]
-        cols = [f"{s}: {tok}" for s, tok in enumerate(self.tokens)]
+        shown = readable_tokens(self.tokens)
+        generated = shown[self.context_len:]
+        rows = [f"{t}: {tok} ({self.target} {float(self.step_scores[t]):.3g})" for t, tok in enumerate(generated)]
+        cols = [f"{s}: {tok}" for s, tok in enumerate(shown)]
+        sections = [(0, "prompt")] + ([(self.prompt_len, "prefix")] if self.prefix_tokens else [])
+        sections += [(self.context_len, "generated")] if generated else []
         return matrix_view(self.matrix, rows, cols, row_title="generated", col_title="source",
-                           diverging=_signed(self.method), token_count=len(cols),
+                           diverging=_signed(self.method), token_count=len(cols), sections=sections,
                            title=f"attnscope · generation · {self.method} · target {self.target}")
 
     def show(self):

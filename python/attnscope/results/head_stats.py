@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 from torch import Tensor
 
+from .export import FigureExport
 from .persist import persistable
 
 DESCRIPTIONS = {
@@ -23,7 +24,7 @@ _MASSES = ("prev_token", "induction", "duplicate_token", "first_token")
 
 @persistable
 @dataclass
-class HeadStats:
+class HeadStats(FigureExport):
     """Attention statistics per (layer, head), each a mean over query rows pooled across all texts.
 
     Attributes:

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from .export import FigureExport
 from .persist import persistable
 
 
 @persistable
 @dataclass
-class LensResult:
+class LensResult(FigureExport):
     """The logit lens of one call of :func:`attnscope.logit_lens`.
 
     Axes: ``layer`` follows ``layers`` (layer i = the residual stream after block i), ``pos`` follows

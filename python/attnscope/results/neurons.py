@@ -8,12 +8,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .export import FigureExport
 from .persist import persistable
 
 
 @persistable
 @dataclass
-class NeuronStats:
+class NeuronStats(FigureExport):
     """Statistics of a site's units (the MLP neurons by default) over a corpus.
 
     Attributes:

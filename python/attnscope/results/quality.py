@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
+from .export import FigureExport
 from .persist import persistable
 
 __all__ = ["BenchmarkResult", "EvaluationResult", "mean_ci"]
@@ -47,7 +48,7 @@ def _higher(name: str) -> bool:
 
 @persistable
 @dataclass
-class EvaluationResult:
+class EvaluationResult(FigureExport):
     """What :func:`attnscope.evaluate` returns.
 
     Attributes:
@@ -137,7 +138,7 @@ class EvaluationResult:
 
 @persistable
 @dataclass
-class BenchmarkResult:
+class BenchmarkResult(FigureExport):
     """What :func:`attnscope.benchmark` returns: every method × every metric over a set of texts.
 
     Attributes:

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from .export import FigureExport
 from .persist import persistable
 
 
@@ -152,7 +153,7 @@ def rotate(x: Tensor, positions: Tensor, inv_freq: Tensor, scaling: float = 1.0)
 
 @persistable
 @dataclass
-class Weights:
+class Weights(FigureExport):
     """A model's attention weights per head, read for circuits (``ats.weights(model)``).
 
     Attributes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import itertools
 import json
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -81,13 +82,27 @@ class View:
         return f"View(kind={self.kind!r}, tokens={self.token_count})"
 
 
-def show(view: View) -> View:
-    """Display in a notebook when IPython is running; return the view either way."""
+def in_notebook() -> bool:
+    """True inside an IPython kernel or shell (Jupyter, VS Code, IPython), where ``display`` has a front end."""
     try:
         from IPython import get_ipython
-        from IPython.display import display
     except ImportError:
-        return view
-    if get_ipython() is not None:
+        return False
+    return get_ipython() is not None
+
+
+def show(view: View) -> None:
+    """Display ``view`` once and return None.
+
+    In a notebook the view is handed to IPython's ``display``; returning None keeps a cell that ends in
+    ``res.show()`` from rendering the view a second time as the cell's value. Outside IPython (a script) nothing is
+    written or opened: a warning says how to keep the view (``res.view()``, ``res.save_html(path)``).
+    """
+    if in_notebook():
+        from IPython.display import display
+
         display(view)
-    return view
+        return None
+    warnings.warn("show() displays views in a notebook (IPython); in a script use res.save_html(path) to write the "
+                  "HTML or res.view() for the View object", stacklevel=3)
+    return None

@@ -6,6 +6,7 @@ import math
 from typing import Sequence
 
 from .html import View
+from .readable import readable_tokens
 
 
 def _clean(scores: Sequence[float]) -> list[float]:
@@ -16,6 +17,7 @@ def token_view(examples: Sequence[dict], *, title: str = "attnscope · attributi
     """``examples``: dicts with ``tokens``, ``scores`` and optionally ``words``/``word_scores`` and ``label``.
 
     Max |score| over all examples is full colour; positive red, negative blue, zero white; values on hover.
+    Pieces are shown as text (``Ġcat`` as `` cat``; see :mod:`attnscope.viz.readable`).
     """
     payload, max_abs, count = [], 0.0, 0
     for ex in examples:
@@ -24,9 +26,10 @@ def token_view(examples: Sequence[dict], *, title: str = "attnscope · attributi
             raise ValueError(f"tokens and scores differ in length: {len(ex['tokens'])} tokens, {len(scores)} scores")
         max_abs = max([max_abs, *map(abs, scores)])
         count += len(scores)
-        item = {"label": str(ex.get("label", "")), "token": {"tokens": [str(t) for t in ex["tokens"]], "scores": scores}}
+        item = {"label": str(ex.get("label", "")), "token": {"tokens": readable_tokens(ex["tokens"]), "scores": scores}}
         if ex.get("words") is not None:
-            item["word"] = {"tokens": [str(w) for w in ex["words"]], "scores": _clean(ex["word_scores"])}
+            item["word"] = {"tokens": readable_tokens(ex["words"], like=ex["tokens"]),
+                            "scores": _clean(ex["word_scores"])}
         payload.append(item)
     height = min(900, 110 + 40 * len(payload) + count // 3)
     return View("tokens", {"examples": payload, "max_abs": max_abs}, token_count=count, title=title, height=height)

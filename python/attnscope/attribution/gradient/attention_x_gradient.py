@@ -22,6 +22,7 @@ from ...ops import attention_grad_relevance
 from ...results.attribution import AttributionResult
 from ..base import AttributionMethod, Request
 from ..chunking import progress_bar
+from ..prediction import predict
 from ..scope import scoped_model
 from .base import MethodOutput, gradient_result
 from .seq2seq import refuse_encoder_decoder
@@ -43,6 +44,7 @@ class AttentionXGradient(AttributionMethod):
 
             def score(outputs):
                 tgt.bind(outputs, prepared, model, tokenizer)
+                request.prediction = predict(outputs, prepared, tokenizer, model)
                 return tgt(outputs, rows, prepared.attention_mask)
 
             def position(outputs) -> str:

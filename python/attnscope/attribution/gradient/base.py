@@ -20,6 +20,7 @@ from ..base import AttributionMethod, Request
 from ..baselines import resolve_baselines
 from ..chunking import choose_chunk
 from ...inputs import ModelInputs, token_strings
+from ..prediction import predict
 from ..scope import scoped_model
 from .engine import GradientEngine
 from .seq2seq import Seq2SeqFrame
@@ -102,6 +103,8 @@ class GradientMethod(AttributionMethod):
             with engine.installed():
                 x, outputs = engine.capture()
                 tgt.bind(outputs, prepared, model, tokenizer)
+                if not frame:
+                    request.prediction = predict(outputs, prepared, tokenizer, model)
                 rows = torch.arange(prepared.batch, device=request.device)
                 with torch.no_grad():
                     f_input = tgt(outputs, rows, prepared.attention_mask).detach()

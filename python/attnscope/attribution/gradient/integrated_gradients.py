@@ -6,6 +6,8 @@ reported per example.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
@@ -84,6 +86,16 @@ def integrate_fixed(
     return MethodOutput(raw, delta, evaluations(b, n_steps), f_input, f_base)
 
 
+def _warn_budget(short: list[tuple[int, float]], target_err: list[float], max_steps: int, tol: float) -> None:
+    """Adaptive integration spent its budget before reaching its tolerance: say where and by how much."""
+    worst = max(short, key=lambda s: s[1] / max(target_err[s[0]], 1e-300))
+    warnings.warn(
+        f"integration='adaptive' used its budget of n_steps={max_steps} gradient evaluations per example before "
+        f"reaching completeness_tol={tol:g} for {len(short)} example(s) (e.g. example {worst[0]}: segment errors sum "
+        f"to {worst[1]:.3g}, tolerance {target_err[worst[0]]:.3g}); raise n_steps or completeness_tol "
+        "(res.delta holds the completeness error)", RuntimeWarning, stacklevel=2)
+
+
 def integrate_adaptive(
     engine: GradientEngine, x: Tensor, base: Tensor, max_steps: int, tol: float, f_input: Tensor | None
 ) -> MethodOutput:
@@ -106,6 +118,7 @@ def integrate_adaptive(
     f_at: list[dict[float, float]] = [{0.0: float(f_base[i]), 1.0: float(f_input[i])} for i in range(b)]
     segs: list[dict[tuple[float, float], list]] = [{} for _ in range(b)]  # (lo, hi) -> [G [seq, hidden], Q]
     used = [0] * b
+    short: list[tuple[int, float]] = []  # (example, remaining error) where the budget ended first
     active = list(range(b))
     while active:
         # 1. F at the new bounds (forward only).
@@ -159,11 +172,16 @@ def integrate_adaptive(
             errs = [segs[i][(lo, hi)][1] - (f_at[i][hi] - f_at[i][lo]) for lo, hi in zip(bl[:-1], bl[1:])]
             total = sum(abs(e) for e in errs)
             max_new = (max_steps - used[i]) // (2 * order)
-            if total <= target_err[i] or max_new <= 0:
+            if total <= target_err[i]:
+                continue
+            if max_new <= 0:
+                short.append((i, total))
                 continue
             bounds[i] = ops.refine_segments(bounds[i], torch.tensor(errs, dtype=torch.float64), target_err[i], max_new)
             still.append(i)
         active = still
+    if short:
+        _warn_budget(short, target_err, max_steps, tol)
     acc = torch.zeros(x.shape, dtype=dt, device=x.device)
     for i in range(b):
         bl = bounds[i].tolist()

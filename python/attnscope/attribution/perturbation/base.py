@@ -73,6 +73,7 @@ class PerturbationMethod(AttributionMethod):
                                         engine.vocab, self.points(max(engine.n_features)),
                                         max_tokens=PERTURBATION_MAX_TOKENS, balanced=True)
             out = self.compute(engine, request.seed)
+        request.prediction = engine.prediction
         return self._result(original, engine, feature_orig, out, tgt, tokenizer, replacement)
 
     def _result(self, original: ModelInputs, engine: PerturbationEngine, feature_orig: Tensor,

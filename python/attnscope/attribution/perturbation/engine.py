@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from ...inputs import ModelInputs, last_positions
+from ..prediction import predict
 from ..targets import Target, token_id
 
 FEATURES = ("tokens", "words")
@@ -252,6 +253,7 @@ class PerturbationEngine:
         with torch.no_grad():
             outputs = model(**kwargs, use_cache=True) if want_cache else model(**kwargs)
         target.bind(outputs, inputs, model, tokenizer)
+        self.prediction = predict(outputs, inputs, tokenizer, model)
         self.forwards += 1
         with torch.no_grad():
             self.f_input = self._check(target(outputs, rows, inputs.attention_mask), inputs.batch).double().cpu()

@@ -193,14 +193,15 @@
     var big = el("div", "ats-enlarged");
     grid.appendChild(el("span"));
     data.heads.forEach(function (h) { grid.appendChild(el("span", "ats-cell-label", "head " + h)); });
-    var n = data.n;
+    var n = data.n, scale = data.scale || 1;
     // Cross attention: other tokens on the rows (data.nr x data.nc, data.row_labels); otherwise n x n.
     var nr = data.nr || n, nc = data.nc || n, rowLabels = data.row_labels || data.labels;
+    if (data.scale_note) root.appendChild(el("div", "ats-legend ats-scale-note", data.scale_note));
     data.layers.forEach(function (layer, li) {
       grid.appendChild(el("span", "ats-cell-label", "layer " + layer));
       data.heads.forEach(function (head, hi) {
         var vals = data.cells[li][hi];
-        var c = heatmap(vals, nr, nc, Math.max(1, Math.floor(64 / n)), sequential, 1);
+        var c = heatmap(vals, nr, nc, Math.max(1, Math.floor(64 / n)), sequential, scale);
         c.style.width = "64px"; c.style.height = "64px";
         c.title = "layer " + layer + ", head " + head;
         c.addEventListener("click", function () { enlarge(li, hi); });
@@ -212,7 +213,7 @@
       big.textContent = "";
       big.appendChild(el("div", "ats-title", "layer " + data.layers[li] + ", head " + data.heads[hi]));
       var cell = Math.max(4, Math.floor(480 / n));
-      var c = heatmap(data.cells[li][hi], nr, nc, cell, sequential, 1);
+      var c = heatmap(data.cells[li][hi], nr, nc, cell, sequential, scale);
       hoverCells(c, cell, nr, nc, function (i, j) {
         return rowLabels[i] + " \u2192 " + data.labels[j] + ": " + fmt(data.cells[li][hi][i * nc + j]);
       }, tip);
@@ -225,34 +226,53 @@
     var maxV = data.max_abs;
     var colour = data.diverging ? diverging : sequential;
     var cell = Math.max(3, Math.min(48, Math.floor(900 / Math.max(nc, 1))));
+    // Rows keep a readable height when there are few of them and many columns (a long prompt, a few generated
+    // tokens): every row label is drawn at 11px instead of being thinned away with the narrow columns.
+    var cellH = Math.max(cell, Math.min(16, Math.floor(900 / Math.max(nr, 1))));
     // Labels are drawn on the canvas (fillText: text, never markup); long label lists are thinned to fit.
     var probe = el("canvas").getContext("2d");
     probe.font = "11px sans-serif";
     var left = 8 + Math.min(160, Math.max.apply(null, data.rows.map(function (r) { return probe.measureText(r).width; }).concat([10])));
     var top = 8 + Math.min(120, Math.max.apply(null, data.cols.map(function (c) { return probe.measureText(c).width; }).concat([10])) * 0.75);
     var c = el("canvas");
-    c.width = left + nc * cell; c.height = top + nr * cell;
+    c.width = left + nc * cell; c.height = top + nr * cellH;
+    var strip = el("div", "ats-sections");
+    strip.style.width = c.width + "px";
     var ctx = c.getContext("2d");
     for (var i = 0; i < nr; i++) for (var j = 0; j < nc; j++) {
       ctx.fillStyle = colour(data.values[i * nc + j], maxV);
-      ctx.fillRect(left + j * cell, top + i * cell, cell, cell);
+      ctx.fillRect(left + j * cell, top + i * cellH, cell, cellH);
     }
     ctx.fillStyle = "#333"; ctx.font = "11px sans-serif"; ctx.textBaseline = "middle";
-    var rowStep = Math.max(1, Math.ceil(12 / cell)), colStep = Math.max(1, Math.ceil(12 / cell));
-    for (var r = 0; r < nr; r += rowStep) { ctx.textAlign = "right"; ctx.fillText(data.rows[r], left - 4, top + r * cell + cell / 2, left - 6); }
+    var rowStep = Math.max(1, Math.ceil(12 / cellH)), colStep = Math.max(1, Math.ceil(12 / cell));
+    for (var r = 0; r < nr; r += rowStep) { ctx.textAlign = "right"; ctx.fillText(data.rows[r], left - 4, top + r * cellH + cellH / 2, left - 6); }
     for (var k = 0; k < nc; k += colStep) {
       ctx.save(); ctx.translate(left + k * cell + cell / 2, top - 4); ctx.rotate(-Math.PI / 4);
       ctx.textAlign = "left"; ctx.fillText(data.cols[k], 0, 0, 150); ctx.restore();
     }
+    // Column sections (generation: prompt | generated): a dark rule at each boundary, the names in a strip above.
+    var sections = data.sections || [];
+    sections.forEach(function (sec, si) {
+      var x0 = left + sec[0] * cell, x1 = left + (si + 1 < sections.length ? sections[si + 1][0] : nc) * cell;
+      if (sec[0] > 0) { ctx.fillStyle = "#222"; ctx.fillRect(x0 - 1, top, 2, nr * cellH); }
+      var name = el("span", "ats-section-name", sec[1]);
+      name.style.left = x0 + "px"; name.style.width = Math.max(0, x1 - x0) + "px";
+      name.setAttribute("data-section", sec[1]);
+      strip.appendChild(name);
+    });
+    c.setAttribute("data-font-px", "11"); c.setAttribute("data-cell-px", String(cell));
+    c.setAttribute("data-row-px", String(cellH)); c.setAttribute("data-label-step", String(colStep));
+    c.setAttribute("data-row-label-step", String(rowStep));
     c.addEventListener("mousemove", function (ev) {
       var rect = c.getBoundingClientRect();
-      var jj = Math.floor((ev.clientX - rect.left - left) / cell), ii = Math.floor((ev.clientY - rect.top - top) / cell);
+      var jj = Math.floor((ev.clientX - rect.left - left) / cell), ii = Math.floor((ev.clientY - rect.top - top) / cellH);
       if (ii >= 0 && ii < nr && jj >= 0 && jj < nc) {
         tip.show(data.row_title + " " + data.rows[ii] + "\n" + data.col_title + " " + data.cols[jj] + "\n" + fmt(data.values[ii * nc + jj]), ev);
       } else tip.hide();
     });
     c.addEventListener("mouseleave", tip.hide);
     var box = el("div", "ats-matrix");
+    if (sections.length) box.appendChild(strip);
     box.appendChild(c);
     var legend = el("div", "ats-legend");
     legend.appendChild(el("span", null, (data.diverging ? "-" : "0 \u2026 ") + fmt(maxV)));
