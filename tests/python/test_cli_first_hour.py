@@ -18,8 +18,17 @@ TEXTS = "t1 t5 t9 t2 t1 t5 t9\nt3 t4 t3 t4\n"
 
 
 def run(*args, stdin=None, timeout=600):
+    """The real command in a subprocess (for what happens before torch loads: usage, help, version)."""
     return subprocess.run([sys.executable, "-m", "attnscope", *map(str, args)], input=stdin, capture_output=True,
                           text=True, timeout=timeout, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+
+
+def main(capsys, *args) -> tuple[int, str]:
+    """The command's entry point in this process (the model runs without a second torch import): (status, stderr)."""
+    from attnscope.cli import main as cli_main
+
+    code = cli_main([str(a) for a in args])
+    return code, capsys.readouterr().err
 
 
 def test_version():
@@ -45,50 +54,58 @@ def test_explain_help_lists_the_similarity_target():
     assert "'similarity:TEXT'" in text and "'-' reads standard input" in text
 
 
-def test_heads_induction_without_texts_finds_the_organisms_head(tmp_path):
+def test_heads_induction_without_texts_finds_the_organisms_head(tmp_path, capsys):
     import pandas as pd
 
     import attnscope as ats
 
-    out = run("heads", organism_path("induction"), "--induction", "--segment-len", "8", "--n-sequences", "8",
-              "--out", tmp_path / "h", "--quiet")
-    assert out.returncode == 0, out.stderr
+    code, err = main(capsys, "heads", organism_path("induction"), "--induction", "--segment-len", "8", "--n-sequences",
+                     "8", "--out", tmp_path / "h", "--quiet")
+    assert code == 0, err
     table = pd.read_csv(tmp_path / "h" / "heads.csv")
     model, tok = ats.organisms.load("induction")
     want = ats.head_stats(model, tok, None, induction=True, segment_len=8, n_sequences=8, progress=False)
     got = table.sort_values(["layer", "head"])["induction"].tolist()
     assert got == pytest.approx(want["induction"].flatten().tolist(), abs=1e-6)
-    assert run("heads", organism_path("induction"), "--out", tmp_path / "x").returncode == 2  # needs texts or --induction
+    assert main(capsys, "heads", organism_path("induction"), "--out", tmp_path / "x")[0] == 2  # texts or --induction
 
 
-def test_texts_from_stdin(tmp_path):
-    import pandas as pd
+@pytest.mark.parametrize("stdin", [TEXTS, "\n".join(json.dumps({"text": t}) for t in TEXTS.split("\n") if t) + "\n"])
+def test_texts_from_stdin_as_lines_or_json_lines(monkeypatch, stdin):
+    import io
 
-    out = run("heads", organism_path("induction"), "--texts", "-", "--out", tmp_path / "h", "--quiet", stdin=TEXTS)
-    assert out.returncode == 0, out.stderr
-    jsonl = "\n".join(json.dumps({"text": t}) for t in TEXTS.split("\n") if t)
-    out2 = run("heads", organism_path("induction"), "--texts", "-", "--out", tmp_path / "j", "--quiet", stdin=jsonl)
-    assert out2.returncode == 0, out2.stderr
-    a, b = pd.read_csv(tmp_path / "h" / "heads.csv"), pd.read_csv(tmp_path / "j" / "heads.csv")
-    assert a.equals(b)
-    empty = run("heads", organism_path("induction"), "--texts", "-", "--out", tmp_path / "e", stdin="\n\n")
-    assert empty.returncode == 2 and "holds no texts" in empty.stderr
+    from attnscope.cli import STDIN, read_texts
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    assert read_texts(STDIN) == ["t1 t5 t9 t2 t1 t5 t9", "t3 t4 t3 t4"]
 
 
-def test_a_failed_run_does_not_block_the_corrected_rerun(tmp_path):
+def test_texts_from_an_empty_stdin_is_a_usage_error():
+    out = run("heads", organism_path("induction"), "--texts", "-", stdin="\n\n")
+    assert out.returncode == 2 and "--texts - (standard input): the file holds no texts" in out.stderr
+
+
+def test_a_failed_run_does_not_block_the_corrected_rerun(tmp_path, capsys):
     texts = tmp_path / "texts.txt"
     texts.write_text(TEXTS)
     out = tmp_path / "out"
-    bad = run("explain", organism_path("induction"), "--texts", texts, "--target", "99999", "--out", out, "--quiet")
-    assert bad.returncode == 1 and "out of range" in bad.stderr
-    good = run("explain", organism_path("induction"), "--texts", texts, "--target", "5", "--out", out, "--quiet")
-    assert good.returncode == 0, good.stderr
+    code, err = main(capsys, "explain", organism_path("induction"), "--texts", texts, "--target", "99999", "--out", out,
+                     "--quiet")
+    assert code == 1 and "out of range" in err
+    code, err = main(capsys, "explain", organism_path("induction"), "--texts", texts, "--target", "5", "--out", out,
+                     "--quiet")
+    assert code == 0, err
     assert json.loads((out / "meta.json").read_text())["complete"] is True
     # A completed run pins the folder: other settings are refused, the same settings reuse its rows.
-    other = run("explain", organism_path("induction"), "--texts", texts, "--target", "6", "--out", out, "--quiet")
-    assert other.returncode == 1 and "holds a completed attribution run with other settings" in other.stderr
-    assert run("explain", organism_path("induction"), "--texts", texts, "--target", "5", "--out", out,
-               "--quiet").returncode == 0
+    import attnscope as ats
+
+    model, tok = ats.organisms.load("induction")
+    with pytest.raises(ValueError, match="holds a completed attribution run with other settings"):
+        ats.attribute_dataset(model, tok, TEXTS.split("\n")[:2], target=6, out=out, progress=False)
+    rows = (out / "rows.jsonl").read_text()
+    again = ats.attribute_dataset(model, tok, TEXTS.split("\n")[:2], target=5, out=out, progress=False)
+    assert (out / "rows.jsonl").read_text() == rows  # nothing recomputed
+    assert [ex["scores"] for ex in again.examples] == [json.loads(line)["scores"] for line in rows.splitlines()]
 
 
 def test_an_unfinished_run_with_rows_is_replaced_with_a_warning(tmp_path):

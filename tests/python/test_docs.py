@@ -33,6 +33,15 @@ def test_getting_started_python_blocks_run(tmp_path):
                          env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "attention_head_view.html").exists()
+    assert_gpt2_style_part_ran(tmp_path, out.stdout)
+
+
+def assert_gpt2_style_part_ran(folder, stdout):
+    """The GPT-2-style part: a tokenizer without a pad token, left unchanged; pieces shown as text."""
+    assert any(line.startswith('None ["next token ') for line in stdout.splitlines()), stdout[-2000:]
+    html = (folder / "gpt2_attribution.html").read_text()
+    assert '"tokens":["The"," cat"," sat"' in html and "\u0120cat" not in html and "Ġcat" not in html
+    assert (folder / "gpt2_attention.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_getting_started_console_blocks_are_real_commands():
@@ -51,3 +60,4 @@ def test_readme_example_runs(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
                          env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert out.returncode == 0, out.stderr[-3000:]
+    assert_gpt2_style_part_ran(tmp_path, out.stdout)

@@ -4,11 +4,7 @@ own kind of tokenizer (GPT-2 and Llama without a pad token), and BART/T5 for the
 
 from __future__ import annotations
 
-import copy
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -131,13 +127,17 @@ def test_encoder_decoder_take_strings():
         assert attr.scores.shape[0] == 2 and bool((attr.scores[1][attr.attention_mask[1] == 0] == 0).all())
 
 
-def test_cli_explain_reads_stdin_with_a_pad_less_tokenizer(folders, tmp_path):
+def test_cli_explain_reads_stdin_with_a_pad_less_tokenizer(folders, tmp_path, monkeypatch, capsys):
+    import io
+
+    from attnscope.cli import main
+
     model, tok = load(folders["gpt2"])
-    out = subprocess.run([sys.executable, "-m", "attnscope", "explain", str(folders["gpt2"]), "--texts", "-",
-                          "--out", str(tmp_path / "out"), "--quiet"], input="\n".join(TEXTS) + "\n",
-                         capture_output=True, text=True, timeout=600, env=dict(os.environ, HF_HUB_OFFLINE="1"))
-    assert out.returncode == 0, out.stderr
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(TEXTS) + "\n"))
+    code = main(["explain", str(folders["gpt2"]), "--texts", "-", "--out", str(tmp_path / "out"), "--quiet"])
+    assert code == 0, capsys.readouterr().err
     rows = [json.loads(line) for line in (tmp_path / "out" / "rows.jsonl").read_text().splitlines()]
     assert [r["text"] for r in rows] == TEXTS
     for r, text in zip(rows, TEXTS):
         torch.testing.assert_close(torch.tensor(r["scores"]), _unpadded(model, tok, text), atol=1e-5, rtol=1e-4)
+    assert tok.pad_token is None
