@@ -141,3 +141,15 @@ def test_real_attribution_shows_token_text(tmp_path_factory):
     shown = res.view().data["examples"][0]
     assert shown["token"]["tokens"][:3] == ["The", " cat", " sat"]
     assert "target: next token" in shown["label"] and "predicted: " in shown["label"]
+
+
+def test_lens_and_neighbour_views_show_token_text():
+    from attnscope.viz import lens_view
+
+    cell = {"top": [["\u0120mat", 0.5]], "entropy": 1.0, "kl": 0.1, "target": [0.2], "rank": [3]}
+    view = lens_view(layers=["0"], positions=["The", "\u0120cat"], cells=[[cell, cell]], targets=["\u0120sat"])
+    assert view.data["positions"] == ["The", " cat"] and view.data["targets"] == [" sat"]
+    assert view.data["cells"][0][1]["top"][0][0] == " mat"
+    near = ats.TokenNeighbors(queries=["cat"], query_ids=None, ids=torch.tensor([[5, 6]]), tokens=[["\u0120dog", "\u0120cats"]],
+                              scores=torch.tensor([[0.9, 0.8]]), space="input", metric="cosine")
+    assert [row[1] for row in near.view().data["tables"][0]["rows"]] == [" dog", " cats"]

@@ -46,11 +46,13 @@ class TokenNeighbors(FigureExport):
 
     def view(self):
         """An HTML table per query: rank, token, id and score."""
+        from ..viz.readable import readable_tokens
         from ..viz.table import table_view
 
+        shown = [readable_tokens(row) for row in self.tokens]  # token pieces as text (Ġcat -> ' cat')
         tables = [{"title": f"{q} ({self.space} space, {self.metric})",
                    "columns": ["rank", "token", "id", self.metric],
-                   "rows": [[str(r + 1), self.tokens[qi][r], str(int(self.ids[qi, r])),
+                   "rows": [[str(r + 1), shown[qi][r], str(int(self.ids[qi, r])),
                              f"{float(self.scores[qi, r]):.4f}"] for r in range(self.ids.shape[1])]}
                   for qi, q in enumerate(self.queries)]
         return table_view(tables, title="attnscope · token neighbours", token_count=int(self.ids.numel()))
@@ -113,9 +115,10 @@ class EmbeddingProjection(FigureExport):
 
     def view(self):
         """An HTML scatter plot with one labelled point per token (hover shows the coordinates)."""
+        from ..viz.readable import readable_tokens
         from ..viz.scatter import scatter_view
 
-        return scatter_view(self.coords, self.tokens, x_title=self._axis(0), y_title=self._axis(1),
+        return scatter_view(self.coords, readable_tokens(self.tokens), x_title=self._axis(0), y_title=self._axis(1),
                             title=f"attnscope · {self.method} of {self.space} embeddings")
 
     def show(self):

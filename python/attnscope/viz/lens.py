@@ -6,6 +6,7 @@ import math
 from typing import Sequence
 
 from .html import View
+from .readable import readable_tokens
 
 
 def _finite(v: float) -> float:
@@ -18,11 +19,14 @@ def lens_view(*, layers: Sequence[str], positions: Sequence[str], cells: list[li
     target token) and ``rank``. Rows are layers (the last at the top), columns positions; colour = top-1 probability."""
     if len(cells) != len(layers) or any(len(row) != len(positions) for row in cells):
         raise ValueError(f"cells must be [{len(layers)} layers][{len(positions)} positions]")
-    clean = [[{"top": [[str(t), _finite(p)] for t, p in c["top"]], "entropy": _finite(c["entropy"]),
+    pieces = [str(t) for t in positions] + [str(t) for row in cells for c in row for t, _ in c["top"]] + \
+        [str(t) for t in targets]
+    text = dict(zip(pieces, readable_tokens(pieces)))  # token pieces as text (Ġcat -> ' cat'), one scheme for all
+    clean = [[{"top": [[text[str(t)], _finite(p)] for t, p in c["top"]], "entropy": _finite(c["entropy"]),
                "kl": _finite(c["kl"]), "target": [_finite(v) for v in c["target"]], "rank": [int(r) for r in c["rank"]]}
               for c in row] for row in cells]
-    data = {"layers": [str(x) for x in layers], "positions": [str(x) for x in positions], "cells": clean,
-            "targets": [str(t) for t in targets]}
+    data = {"layers": [str(x) for x in layers], "positions": [text[str(x)] for x in positions], "cells": clean,
+            "targets": [text[str(t)] for t in targets]}
     return View("lens", data, token_count=len(positions), title=title,
                 height=min(900, 260 + 26 * len(layers)))
 
