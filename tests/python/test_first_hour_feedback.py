@@ -117,3 +117,16 @@ def test_every_result_with_a_view_exports_png_and_svg(gpt2, tmp_path):
     with pytest.raises(ValueError, match="head 9 out of range"):
         res.save_png(tmp_path / "bad.png", head=9)  # the figure's arguments pass through
     assert not (tmp_path / "bad.png").exists()
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "occlusion"])
+def test_progress_none_shows_a_bar_once_work_runs_long(gpt2, capsys, monkeypatch, method):
+    from attnscope.attribution import chunking
+
+    model, tok = gpt2
+    kwargs = dict(method=method, tokenizer=tok, internal_batch_size=2)
+    ats.attribute(model, TEXT, **kwargs)  # a fraction of a second: no bar
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(chunking, "PROGRESS_DELAY_S", 0.0)  # as if the call had already run past the delay
+    ats.attribute(model, TEXT, **kwargs)
+    assert "%" in capsys.readouterr().err

@@ -90,10 +90,15 @@ def choose_chunk(
     return -(-max(1, n_points) // n_chunks)
 
 
+PROGRESS_DELAY_S = 2.0  # progress=None: a bar appears once the work has run this long
+
+
 def progress_bar(total: int, desc: str, unit: str, progress: bool | None, show_from: int):
-    """A tqdm bar (notebook-aware) over ``total`` units of work: shown when ``progress`` is True, or when it is None
-    and ``total >= show_from``; never left on screen."""
+    """A tqdm bar (notebook-aware) over ``total`` units of work, never left on screen: shown at once when
+    ``progress`` is True; when it is None, for work of at least ``show_from`` units that is still running after
+    ``PROGRESS_DELAY_S`` seconds (short calls stay quiet, long ones say where they are)."""
     from tqdm.auto import tqdm
 
     show = total >= show_from if progress is None else bool(progress)
-    return tqdm(total=total, desc=f"attnscope {desc}", unit=unit, disable=not show, leave=False)
+    delay = PROGRESS_DELAY_S if progress is None else 0.0
+    return tqdm(total=total, desc=f"attnscope {desc}", unit=unit, disable=not show, leave=False, delay=delay)

@@ -14,7 +14,7 @@ from .head_hooks import HeadGather, HeadSplit
 from .step_target import StepTarget
 
 # Progress bar by default from this many chunks on.
-PROGRESS_FROM = 8
+PROGRESS_FROM = 2  # chunks; with progress=None the bar still waits PROGRESS_DELAY_S
 
 __all__ = ["GenerationRun", "NoBatching", "step_chunks", "supports_cache"]
 

@@ -23,7 +23,7 @@ from ...inputs import ModelInputs
 from ..targets import Target
 
 # Progress bar by default from this many chunks of forward + backward on.
-PROGRESS_FROM = 50
+PROGRESS_FROM = 2  # chunks; with progress=None the bar still waits PROGRESS_DELAY_S
 
 
 class GradientEngine:

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from ...inputs import ModelInputs, last_positions
+from ..chunking import progress_bar
 from ..prediction import predict
 from ..targets import Target, token_id
 
@@ -334,10 +335,7 @@ class PerturbationEngine:
             inverses.append(inv)
             self.requested[i] += present.shape[0]
         total = sum(int(u.shape[0]) for u in uniques)
-        from tqdm.auto import tqdm
-
-        show = self.progress if self.progress is not None else total > 50
-        bar = tqdm(total=total, desc="attnscope perturbation", unit="fwd", disable=not show, leave=False)
+        bar = progress_bar(total, "perturbation", "fwd", self.progress, 2)
         try:
             values = [self._run_example(i, u, bar) if self._prefix is not None else None for i, u in enumerate(uniques)]
             if self._prefix is None:
