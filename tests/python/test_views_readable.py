@@ -105,6 +105,10 @@ def test_generation_view_separates_prompt_and_generated(browser, tmp_path):
     assert int(canvas.get_attribute("data-row-px")) >= 14 and canvas.get_attribute("data-row-label-step") == "1"
     assert int(canvas.get_attribute("data-label-step")) * cell >= 12
     assert res.view().data["cols"][:2] == ["0:  p0", "1:  p1"]  # 'Ġp0' shown as ' p0'
+    seq2seq = long_generation(prompt=5, generated=3)
+    seq2seq.prefix_tokens, seq2seq.prefix_ids = ["<pad>"], torch.tensor([0])
+    seq2seq.matrix = torch.nn.functional.pad(seq2seq.matrix, (0, 1))
+    assert seq2seq.view().data["sections"] == [[0, "source"], [5, "prefix"], [6, "generated"]]
 
 
 def test_attribution_view_names_target_and_prediction(browser, tmp_path):

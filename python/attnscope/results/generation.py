@@ -108,7 +108,8 @@ class GenerationAttribution(FigureExport):
         generated = shown[self.context_len:]
         rows = [f"{t}: {tok} ({self.target} {float(self.step_scores[t]):.3g})" for t, tok in enumerate(generated)]
         cols = [f"{s}: {tok}" for s, tok in enumerate(shown)]
-        sections = [(0, "prompt")] + ([(self.prompt_len, "prefix")] if self.prefix_tokens else [])
+        # encoder-decoder models: source | decoder prefix (its start token) | generated
+        sections = [(0, "source"), (self.prompt_len, "prefix")] if self.prefix_tokens else [(0, "prompt")]
         sections += [(self.context_len, "generated")] if generated else []
         return matrix_view(self.matrix, rows, cols, row_title="generated", col_title="source",
                            diverging=_signed(self.method), token_count=len(cols), sections=sections,
