@@ -125,7 +125,8 @@ def test_progress_none_shows_a_bar_once_work_runs_long(gpt2, capsys, monkeypatch
 
     model, tok = gpt2
     kwargs = dict(method=method, tokenizer=tok, internal_batch_size=2)
-    ats.attribute(model, TEXT, **kwargs)  # a fraction of a second: no bar
+    monkeypatch.setattr(chunking, "PROGRESS_DELAY_S", 3600.0)  # the call ends long before the delay: no bar
+    ats.attribute(model, TEXT, **kwargs)
     assert capsys.readouterr().err == ""
     monkeypatch.setattr(chunking, "PROGRESS_DELAY_S", 0.0)  # as if the call had already run past the delay
     ats.attribute(model, TEXT, **kwargs)
