@@ -8,9 +8,10 @@ from typing import Any
 
 
 def load_model_dir(path: Path):
-    """A model of the class its config names (causal LM, classifier, or base model) and its tokenizer."""
-    from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification,
-                              AutoTokenizer)
+    """A model of the class its config names (causal LM, encoder-decoder LM, classifier, or base model) and its
+    tokenizer."""
+    from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM,
+                              AutoModelForSequenceClassification, AutoTokenizer)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -18,6 +19,8 @@ def load_model_dir(path: Path):
     names = " ".join(config.architectures or [])
     if "CausalLM" in names or "LMHead" in names:
         cls = AutoModelForCausalLM
+    elif "ForConditionalGeneration" in names or "MTModel" in names:  # BART, T5, Marian: keep the LM head
+        cls = AutoModelForSeq2SeqLM
     elif "SequenceClassification" in names:
         cls = AutoModelForSequenceClassification
     else:

@@ -141,3 +141,27 @@ def test_cli_explain_reads_stdin_with_a_pad_less_tokenizer(folders, tmp_path, mo
     for r, text in zip(rows, TEXTS):
         torch.testing.assert_close(torch.tensor(r["scores"]), _unpadded(model, tok, text), atol=1e-5, rtol=1e-4)
     assert tok.pad_token is None
+
+
+@pytest.mark.parametrize("kind", ["bart_lm", "t5", "bert"])
+def test_cli_explain_on_encoder_decoder_and_bert_folders(kind, tmp_path, capsys):
+    """The command line loads BART/T5 with their LM head (before: the base model, which has no logits) and runs
+    attribute_dataset on them (before: its prediction forward lacked decoder inputs on T5)."""
+    from tiny_models import build
+    from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+
+    from attribution_models import tiny_bert, word_tokenizer
+    from attnscope.cli import main
+
+    tok = word_tokenizer(bert_style=kind == "bert")
+    model = tiny_bert() if kind == "bert" else build(kind)
+    model.save_pretrained(tmp_path / kind)
+    tok.save_pretrained(tmp_path / kind)
+    code = main(["explain", str(tmp_path / kind), "--text", "the cat sat on the mat", "--out", str(tmp_path / "o"),
+                 "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    row = json.loads((tmp_path / "o" / "rows.jsonl").read_text().splitlines()[0])
+    cls = AutoModelForSequenceClassification if kind == "bert" else AutoModelForSeq2SeqLM
+    loaded = cls.from_pretrained(tmp_path / kind).eval()
+    want = ats.attribute(loaded, "the cat sat on the mat", method="saliency", tokenizer=tok).scores[0]
+    torch.testing.assert_close(torch.tensor(row["scores"]), want, atol=1e-5, rtol=1e-4)

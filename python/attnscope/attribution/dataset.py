@@ -32,6 +32,10 @@ def _done_rows(out: Path | None, meta: dict) -> dict[int, dict]:
 
 
 def _predictions(model, enc: ModelInputs) -> list[int | None]:
+    """The predicted class of each example for classifiers; None for other models (language models, encoders,
+    encoder-decoder models, whose forward would need decoder inputs)."""
+    if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+        return [None] * enc.batch
     with torch.no_grad():
         logits = getattr(model(**enc.forward_kwargs(torch.arange(enc.batch))), "logits", None)
     if logits is None or logits.dim() != 2:
