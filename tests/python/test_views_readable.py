@@ -142,6 +142,11 @@ def test_real_attribution_shows_token_text(tmp_path_factory):
     assert float(res.predicted_prob[0]) == pytest.approx(float(logits.softmax(-1)[best]), rel=1e-5)
     assert res.predicted == [repr(tok.decode([best]))]
     assert res.target_labels == [f"next token {tok.decode([best])!r}"]
+    folder = tmp_path_factory.mktemp("saved")
+    res.save(folder)  # the labels are part of the saved result
+    back = ats.load(folder)
+    assert (back.predicted, back.target_labels) == (res.predicted, res.target_labels)
+    assert torch.equal(back.predicted_prob, res.predicted_prob)
     shown = res.view().data["examples"][0]
     assert shown["token"]["tokens"][:3] == ["The", " cat", " sat"]
     assert "target: next token" in shown["label"] and "predicted: " in shown["label"]
