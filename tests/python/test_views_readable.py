@@ -162,3 +162,26 @@ def test_lens_and_neighbour_views_show_token_text():
     near = ats.TokenNeighbors(queries=["cat"], query_ids=None, ids=torch.tensor([[5, 6]]), tokens=[["\u0120dog", "\u0120cats"]],
                               scores=torch.tensor([[0.9, 0.8]]), space="input", metric="cosine")
     assert [row[1] for row in near.view().data["tables"][0]["rows"]] == [" dog", " cats"]
+
+
+def test_target_labels_name_tokens_and_classes():
+    from attribution_models import tiny_bert, tiny_gpt2, word_tokenizer
+
+    from attnscope.attribution import Contrast, TokenId
+
+    gpt, tok = tiny_gpt2(), word_tokenizer(bert_style=False)
+    text = "the cat sat on the"
+
+    def labels(target):
+        return ats.attribute(gpt, text, method="saliency", tokenizer=tok, target=target).target_labels
+
+    assert labels(Contrast("mat", "rug")) == ["'mat' \u2212 'rug'"]
+    assert labels(TokenId("mat")) == ["token 'mat'"]
+    assert labels("mat and") == ["continuation 'mat and'"]
+    bert, btok = tiny_bert(), word_tokenizer()
+    res = ats.attribute(bert, ["the cat sat", "a dog"], method="saliency", tokenizer=btok, target=[1, 2])
+    assert res.target_labels == ["class 1 (LABEL_1)", "class 2 (LABEL_2)"]
+    with torch.no_grad():
+        probs = bert(**btok(["the cat sat", "a dog"], return_tensors="pt", padding=True)).logits.softmax(-1)
+    assert res.predicted == [f"class {int(k)} (LABEL_{int(k)})" for k in probs.argmax(-1)]
+    torch.testing.assert_close(res.predicted_prob, probs.max(-1).values)
