@@ -29,6 +29,7 @@ from ...results.generation import GenerationAttribution
 from .. import catalog
 from ..base import check_options, options_class
 from ..catalog import check_int
+from ..chunking import check_budget
 from ...inputs import model_inputs, token_strings
 from ..scope import scoped_model
 from ...adapters.seq2seq import decoder_start_id, is_encoder_decoder
@@ -135,6 +136,8 @@ def attribute_generation(
     device = embeddings.weight.device
     seq2seq = is_encoder_decoder(model)
     start_ids = [decoder_start_id(model)] if seq2seq else []
+    # Before generating: the prompt alone must fit one row of the budget (the full sequence is checked when chunked).
+    check_budget(memory_budget, model, len(prompt_ids) + len(start_ids), 0)
     with scoped_model(model):
         if continuation is None:
             generated = _generate(model, tokenizer, prompt_ids, max_new_tokens, generation_kwargs or {}, device,
