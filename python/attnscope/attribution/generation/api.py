@@ -116,7 +116,8 @@ def attribute_generation(
             ``logprob(generated) - logprob(token)`` (one alternative, or one per generated token).
         generation_kwargs: extra arguments of ``model.generate`` (default greedy, ``do_sample=False``).
         batch_size: steps (rows) per backward, or "auto" from ``memory_budget``.
-        memory_budget: bytes one chunk may use; default a quarter of the available memory.
+        memory_budget: bytes one chunk may use; default a quarter of the available memory. A budget that cannot hold
+            one row of the prompt is a ValueError before generating.
         engine: ``auto`` (``is_grads_batched`` if it runs without a batching fallback, else ``expanded``), or
             either one forced.
         progress: a progress bar over chunks; None shows it for long runs only.
