@@ -106,7 +106,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--lengths", type=int, nargs="+", default=[2048, 8192])
     parser.add_argument("--eager-max", type=int, default=None, help="longest L eager runs at (default: 2048 on CPU)")
-    parser.add_argument("--flow-max", type=int, default=2048, help="longest L for an attention-flow row")
+    parser.add_argument("--flow-max", type=int, default=512,
+                        help="longest L for an attention-flow row (a row is L max-flow problems on layers·L² arcs)")
     parser.add_argument("--budget-mib", type=int, default=1024, help="memory_budget of the saliency run")
     parser.add_argument("--quick", action="store_true", help="dry run: no result file unless --out")
     parser.add_argument("--out", type=Path, default=None)
