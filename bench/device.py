@@ -9,7 +9,7 @@ baseline of ``reduce="mean"`` capture (goal: at most 1/20 of it); where eager wo
 peak is extrapolated from the longest L measured as ``(L / L0)²`` and marked so. Gradient attribution (saliency)
 runs with ``memory_budget=`` and its peak must stay within it.
 
-Run: ``python -m bench.device`` (CPU: L = 2048, 8192; eager measured up to 2048); ``--device cuda`` in
+Run: ``python -m bench.device`` (CPU: L = 512, 2048, 8192; eager measured up to 2048, flow rows at 512); ``--device cuda`` in
 bench/gpu_check.sh. ``--quick`` for the dry run (tiny sizes, no result file unless ``--out``).
 """
 
@@ -104,7 +104,7 @@ def table(rows: list[dict], device: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--lengths", type=int, nargs="+", default=[2048, 8192])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[512, 2048, 8192])
     parser.add_argument("--eager-max", type=int, default=None, help="longest L eager runs at (default: 2048 on CPU)")
     parser.add_argument("--flow-max", type=int, default=512,
                         help="longest L for an attention-flow row (a row is L max-flow problems on layers·L² arcs)")
