@@ -54,7 +54,7 @@ if [ "$MODE" = gpu ]; then
   rm -rf build/release
   EIGEN_DIR="$(dirname "$(find /tmp/site -name Eigen3Config.cmake | head -1)")"
   ATTNSCOPE_BUILD_TESTS=OFF CMAKE_BUILD_PARALLEL_LEVEL=16 CMAKE_ARGS="-DEigen3_DIR=$EIGEN_DIR" \
-    "$PY" -m pip install -q --no-index --no-build-isolation --no-deps -e . 2>&1 | tail -20
+    "$PY" -m pip install -q --no-index --no-build-isolation --no-deps -e . 2>&1 | tee "$RESULTS/build.log" | tail -20
   DEVICE=cuda
   SPLIT="cuda:0,cpu,disk"
   BENCH_ARGS=(--device cuda --lengths 2048 8192)
@@ -67,14 +67,22 @@ else
 fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 
-step "device-marked tests (pytest -m cuda; skipped without CUDA) and the generic-kernel tests"
+# The three checks run whatever the others give (one GPU run must say as much as it can); the exit status is
+# nonzero when any failed.
+FAILED=()
+step "device-marked tests (pytest -m cuda; skipped without CUDA)"
 CUDA_TESTS=$(grep -l "pytest.mark.cuda" tests/python/test_*.py | tr '\n' ' ')
 # shellcheck disable=SC2086
-"$PY" -m pytest -q -p no:cacheprovider -m cuda $CUDA_TESTS 2>&1 | tee "$RESULTS/tests.log" | tail -15
+"$PY" -m pytest -q -p no:cacheprovider -m cuda $CUDA_TESTS 2>&1 | tee "$RESULTS/tests.log" | tail -15 || FAILED+=(tests)
 
 step "accelerate split $SPLIT against the unsplit model"
-"$PY" -m bench.device_split --devices "$SPLIT" | tee "$RESULTS/split.log"
+"$PY" -m bench.device_split --devices "$SPLIT" 2>&1 | tee "$RESULTS/split.log" || FAILED+=(split)
 
 step "capture and attribution benchmarks on $DEVICE"
-"$PY" -m bench.device "${BENCH_ARGS[@]}" --out "$RESULTS/device_$DEVICE.md"
+"$PY" -m bench.device "${BENCH_ARGS[@]}" --out "$RESULTS/device_$DEVICE.md" 2>&1 | tee "$RESULTS/bench.log" | grep -v "^USDT" \
+  || FAILED+=(bench)
+if [ ${#FAILED[@]} -gt 0 ]; then
+  step "FAILED: ${FAILED[*]} (logs in $RESULTS)"
+  exit 1
+fi
 step "done: results in $RESULTS"
