@@ -11,12 +11,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention_probs_reduc
     const at::Tensor& q, const at::Tensor& k, const std::optional<at::Tensor>& mask, double scale, bool is_causal,
     int64_t window, double softcap, const std::optional<at::Tensor>& sinks, int64_t query_chunk,
     at::OptionalIntArrayRef heads, c10::string_view reduce, bool keep_weights, int64_t topk, bool entropy) {
-  ReduceSpec rs;
-  if (heads) rs.heads.assign(heads->begin(), heads->end());
-  rs.reduce = parse_head_reduce(std::string(reduce));
-  rs.keep_weights = keep_weights;
-  rs.topk = topk;
-  rs.entropy = entropy;
+  const ReduceSpec rs = make_reduce_spec(heads, std::string(reduce), keep_weights, topk, entropy);
   ReducedAttention r =
       attention_probs_reduced(q, k, mask, AttentionSpec{scale, is_causal, window, softcap, query_chunk}, sinks, rs);
   return {r.weights, r.topk_values, r.topk_indices, r.entropy};

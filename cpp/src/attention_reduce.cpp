@@ -22,6 +22,17 @@ HeadReduce parse_head_reduce(const std::string& name) {
   TORCH_CHECK_VALUE(false, "reduce must be one of 'none', 'mean', 'max', 'sum', got '", name, "'");
 }
 
+ReduceSpec make_reduce_spec(at::OptionalIntArrayRef heads, const std::string& reduce, bool keep_weights, int64_t topk,
+                            bool entropy) {
+  ReduceSpec rs;
+  if (heads) rs.heads.assign(heads->begin(), heads->end());
+  rs.reduce = parse_head_reduce(reduce);
+  rs.keep_weights = keep_weights;
+  rs.topk = topk;
+  rs.entropy = entropy;
+  return rs;
+}
+
 ReducedAttention attention_probs_reduced(const at::Tensor& q_in, const at::Tensor& k_in,
                                          const std::optional<at::Tensor>& mask, const AttentionSpec& spec,
                                          const std::optional<at::Tensor>& sinks_in, const ReduceSpec& rs) {

@@ -14,21 +14,6 @@ namespace attnscope {
 
 using namespace detail;  // NOLINT: the shared row kernel
 
-namespace {
-
-// A [batch, k_len] per-position tensor (validity or token ids), checked and made contiguous in `dtype`.
-at::Tensor per_position(const at::Tensor& t, const char* name, const Geometry& g, at::ScalarType dtype,
-                        const at::Device& device) {
-  TORCH_CHECK_VALUE(t.dim() == 2 && t.size(0) == g.batch && t.size(1) == g.k_len, name, " must be [batch, k_len] = [",
-                    g.batch, ", ", g.k_len, "], got shape ", t.sizes());
-  TORCH_CHECK_TYPE(t.scalar_type() == at::kBool || at::isIntegralType(t.scalar_type(), /*includeBool=*/false), name,
-                   " must be a bool or integer tensor, got ", t.scalar_type());
-  TORCH_CHECK_VALUE(t.device() == device, name, " must be on ", device, ", got ", t.device());
-  return t.to(dtype).contiguous();
-}
-
-}  // namespace
-
 HeadStatSums attention_head_stats(const at::Tensor& q_in, const at::Tensor& k_in, const std::optional<at::Tensor>& mask,
                                   const AttentionSpec& spec, const std::optional<at::Tensor>& sinks_in,
                                   const std::optional<at::Tensor>& input_ids, const std::optional<at::Tensor>& valid,

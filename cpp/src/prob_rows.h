@@ -204,6 +204,17 @@ ProbRows<T> make_rows(const Geometry& g, const AttentionSpec& spec, const at::Te
                      sinks.defined() ? sinks.const_data_ptr<T>() : nullptr};
 }
 
+// A [batch, k_len] per-position tensor (validity or token ids), checked and made contiguous in `dtype`.
+inline at::Tensor per_position(const at::Tensor& t, const char* name, const Geometry& g, at::ScalarType dtype,
+                        const at::Device& device) {
+  TORCH_CHECK_VALUE(t.dim() == 2 && t.size(0) == g.batch && t.size(1) == g.k_len, name, " must be [batch, k_len] = [",
+                    g.batch, ", ", g.k_len, "], got shape ", t.sizes());
+  TORCH_CHECK_TYPE(t.scalar_type() == at::kBool || at::isIntegralType(t.scalar_type(), /*includeBool=*/false), name,
+                   " must be a bool or integer tensor, got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.device() == device, name, " must be on ", device, ", got ", t.device());
+  return t.to(dtype).contiguous();
+}
+
 inline int64_t chunk_rows(const AttentionSpec& spec, const Geometry& g) {
   const int64_t c = spec.query_chunk > 0 ? spec.query_chunk : auto_query_chunk(g.q_len, g.k_len);
   return std::max<int64_t>(1, std::min<int64_t>(c, std::max<int64_t>(g.q_len, 1)));

@@ -19,7 +19,6 @@ at::Tensor augmented_attention(const at::Tensor& attn, bool residual, HeadReduce
                     "-D tensor of shape ", attn.sizes());
   TORCH_CHECK_TYPE(at::isFloatingType(attn.scalar_type()),
                    "attention must be float16, bfloat16, float32 or float64, got ", attn.scalar_type());
-  TORCH_CHECK_VALUE(attn.device().is_cpu(), "attention must be on the CPU for this kernel, got ", attn.device());
   TORCH_CHECK_VALUE(attn.size(0) >= 1, "attention needs at least one layer, got shape ", attn.sizes());
   TORCH_CHECK_VALUE(attn.size(2) >= 1, "attention needs at least one head, got shape ", attn.sizes());
   TORCH_CHECK_VALUE(attn.size(3) == attn.size(4),
@@ -46,6 +45,7 @@ at::Tensor augmented_attention(const at::Tensor& attn, bool residual, HeadReduce
 }
 
 at::Tensor rollout(const at::Tensor& attn, bool residual, HeadReduce reduce, at::OptionalIntArrayRef rows) {
+  TORCH_CHECK_VALUE(attn.device().is_cpu(), "attention must be on the CPU for this kernel, got ", attn.device());
   const at::ScalarType dtype = attn.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   const at::Tensor ahat = augmented_attention(attn, residual, reduce, dtype);  // [layer, batch, L, L]
   const int64_t layers = ahat.size(0), batch = ahat.size(1), length = ahat.size(2);

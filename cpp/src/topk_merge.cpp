@@ -27,8 +27,8 @@ inline bool better(const Candidate& a, const Candidate& b) {
 
 }  // namespace
 
-TopkMerge topk_merge(const at::Tensor& values_in, const at::Tensor& keys_in, const at::Tensor& new_values_in,
-                     const at::Tensor& new_keys_in) {
+void check_topk_merge_args(const at::Tensor& values_in, const at::Tensor& keys_in, const at::Tensor& new_values_in,
+                           const at::Tensor& new_keys_in) {
   TORCH_CHECK_VALUE(values_in.dim() == 2, "values must be [units, k], got ", values_in.dim(), "D");
   TORCH_CHECK_VALUE(keys_in.sizes() == values_in.sizes(), "keys must have the shape of values ", values_in.sizes(),
                     ", got ", keys_in.sizes());
@@ -42,6 +42,11 @@ TopkMerge topk_merge(const at::Tensor& values_in, const at::Tensor& keys_in, con
                    "keys and new_keys must be int64, got ", keys_in.scalar_type(), " and ", new_keys_in.scalar_type());
   TORCH_CHECK_TYPE(new_values_in.scalar_type() == values_in.scalar_type(), "new_values must have the dtype of values (",
                    values_in.scalar_type(), "), got ", new_values_in.scalar_type());
+}
+
+TopkMerge topk_merge(const at::Tensor& values_in, const at::Tensor& keys_in, const at::Tensor& new_values_in,
+                     const at::Tensor& new_keys_in) {
+  check_topk_merge_args(values_in, keys_in, new_values_in, new_keys_in);
   TORCH_CHECK_VALUE(values_in.device().is_cpu() && new_values_in.device().is_cpu(),
                     "topk_merge's CPU kernel got tensors on ", values_in.device(), " and ", new_values_in.device());
 

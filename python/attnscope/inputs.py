@@ -365,11 +365,21 @@ def token_sequences(texts: Any, *, tokenizer: Any = None, model: nn.Module | Non
 
 # --- helpers of the callers ---------------------------------------------------------------------------------------
 def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter (where its inputs go); the CPU for a model without parameters."""
+    """Where the model's inputs go: the input embedding's device (under accelerate's ``device_map``, its hook's
+    execution device, also when the embedding's weights are offloaded), else the first parameter not on the meta
+    device; the CPU for a model without parameters."""
     try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
+        embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    except NotImplementedError:
+        embedding = None
+    if isinstance(embedding, nn.Module):
+        device = getattr(getattr(embedding, "_hf_hook", None), "execution_device", None)
+        if device is not None:
+            return torch.device("cuda", device) if isinstance(device, int) else torch.device(device)
+        weight = getattr(embedding, "weight", None)
+        if isinstance(weight, Tensor) and weight.device.type != "meta":
+            return weight.device
+    return next((p.device for p in model.parameters() if p.device.type != "meta"), torch.device("cpu"))
 
 
 def token_strings(tokenizer: object, ids: list[int]) -> list[str]:

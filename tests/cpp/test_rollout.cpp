@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "attnscope/attention_flow.h"
+#include "attnscope/generic/analysis.h"
 #include "attnscope/rollout.h"
 
 namespace {
@@ -101,6 +102,18 @@ TEST_F(AttentionRollout, RejectsBadInput) {
   std::vector<int64_t> rows{-1};
   EXPECT_THROW(attnscope::rollout(ok, true, HeadReduce::kMean, rows), c10::ValueError);
   EXPECT_THROW(attnscope::head_reduce_from_int(2), c10::ValueError);
+}
+
+// The device-generic rollout (cpp/src/generic, what CUDA, MPS and XPU run) against the CPU kernel, here on the CPU.
+TEST(GenericRollout, MatchesTheCpuKernel) {
+  at::manual_seed(2);
+  const at::Tensor attn = random_attention(3, 2, 4, 7, at::kFloat);
+  const std::vector<int64_t> rows{6, 0};
+  auto diff = [](const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().max().item<double>(); };
+  EXPECT_LE(diff(attnscope::generic::rollout(attn, true, HeadReduce::kMean, rows),
+                 attnscope::rollout(attn, true, HeadReduce::kMean, rows)), 1e-6);
+  EXPECT_LE(diff(attnscope::generic::rollout(attn, false, HeadReduce::kMax, std::nullopt),
+                 attnscope::rollout(attn, false, HeadReduce::kMax, std::nullopt)), 1e-6);
 }
 
 }  // namespace

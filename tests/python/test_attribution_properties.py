@@ -82,7 +82,10 @@ def test_chunking_does_not_change_results():
     enc = tok(["the cat sat on the", "a dog"], return_tensors="pt", padding=True)
     a = attribute(model, enc, method="integrated_gradients", n_steps=9, internal_batch_size=1)
     b = attribute(model, enc, method="integrated_gradients", n_steps=9, internal_batch_size="auto")
-    c = attribute(model, enc, method="integrated_gradients", n_steps=9, memory_budget=1)  # one row per chunk
+    from attnscope.attribution.chunking import estimate_row_bytes
+
+    one_row = estimate_row_bytes(model, enc["input_ids"].shape[1], model.config.vocab_size)
+    c = attribute(model, enc, method="integrated_gradients", n_steps=9, memory_budget=one_row)  # one row per chunk
     assert torch.allclose(a.raw, b.raw, atol=1e-6) and torch.allclose(a.raw, c.raw, atol=1e-6)
     s1 = attribute(model, enc, method="smoothgrad", n_steps=4, seed=3, internal_batch_size=1)
     s2 = attribute(model, enc, method="smoothgrad", n_steps=4, seed=3, internal_batch_size=8)

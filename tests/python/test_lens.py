@@ -281,6 +281,7 @@ def test_device_generic_path_matches_the_kernel():
         vocab_projection_generic(h, w, b, r, t, 0, 0.0, 16, 0)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_lens_on_cuda_matches_cpu(models):
     model, inputs = models["llama"], batch()

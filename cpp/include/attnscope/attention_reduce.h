@@ -32,6 +32,10 @@ struct ReducedAttention {
   at::Tensor entropy;       // [batch, heads_sel, q_len] or empty
 };
 
+// The schema's reduction arguments as a ReduceSpec (`reduce` parsed by parse_head_reduce).
+ReduceSpec make_reduce_spec(at::OptionalIntArrayRef heads, const std::string& reduce, bool keep_weights, int64_t topk,
+                            bool entropy);
+
 // Same inputs and semantics as attention_probs. Peak temporary memory is one chunk of rows per thread,
 // independent of the number of heads.
 ReducedAttention attention_probs_reduced(const at::Tensor& q, const at::Tensor& k,

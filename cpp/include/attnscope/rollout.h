@@ -18,7 +18,7 @@ enum class HeadReduce : int64_t { kMean = 0, kMax = 1 };
 // The schema's int for head_reduce (0 = mean, 1 = max); anything else is a ValueError.
 HeadReduce head_reduce_from_int(int64_t code);
 
-// Checks attn (5-D, floating, CPU, query == key, at least one layer and one head; the head mean or max finite and
+// Checks attn (5-D, floating, query == key, at least one layer and one head; the head mean or max finite and
 // >= 0, which NaN or inf in any weight fails) and returns
 // Â as [layer, batch, query, key] in `dtype` (float32 or float64). Heads are reduced in the weights' precision
 // (float32 for half types), then widened.

@@ -17,6 +17,10 @@ struct TopkMerge {
   at::Tensor source;  // [units, k] int64: j < k = old slot j, k + r = row r of the new block, -1 = empty
 };
 
+// The argument checks of topk_merge (shapes, dtypes), shared by the CPU kernel and the device-generic path.
+void check_topk_merge_args(const at::Tensor& values, const at::Tensor& keys, const at::Tensor& new_values,
+                           const at::Tensor& new_keys);
+
 // Merge the running lists (values, keys) [units, k] with a block of new activations new_values [rows, units]
 // (row-major, as a layer's activations come) whose row r has key new_keys[r]. NaN values are skipped.
 TopkMerge topk_merge(const at::Tensor& values, const at::Tensor& keys, const at::Tensor& new_values,

@@ -79,8 +79,8 @@ class _Stream:
         acc.sum += flat.sum(0, dtype=torch.float64)
         acc.max = torch.maximum(acc.max, flat.amax(0))
         acc.fired += (flat > self.threshold).sum(0)
-        merged = topk_merge(acc.values, acc.keys, flat.cpu() if flat.device.type != "cpu" else flat, self.keys.cpu())
-        source = merged.source.to(x.device)
+        merged = topk_merge(acc.values, acc.keys, flat, self.keys)  # on x's device (the op runs on every device)
+        source = merged.source
         # Context windows: old entries keep theirs, entries from this batch cut theirs from x.
         fresh = source >= self.k
         old = torch.where(fresh, 0, source.clamp_min(0))
@@ -99,7 +99,7 @@ class _Stream:
         empty = source < 0
         acts[empty] = 0.0
         ids[empty] = -1
-        acc.values, acc.keys = merged.values.to(x.device), merged.keys.to(x.device)
+        acc.values, acc.keys = merged.values, merged.keys
         acc.window_acts, acc.window_ids = acts, ids
         if layer == self.layers[-1]:
             raise _Stop

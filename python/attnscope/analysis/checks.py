@@ -13,7 +13,7 @@ HEAD_REDUCES = ("mean", "max")
 
 
 def attention_tensor(res: Any, fn: str) -> Tensor:
-    """``res.weights`` (an AttentionResult) or ``res`` itself, as ``[layer, batch, head, query, key]`` on the CPU.
+    """``res.weights`` (an AttentionResult) or ``res`` itself, as ``[layer, batch, head, query, key]`` on its device.
 
     A result's 4-D ``.weights`` ``[layer, batch, query, key]`` (heads already reduced, as
     ``capture_attention(reduce="mean")`` gives) is taken as one head. A bare 4-D tensor is refused: it could as well be
@@ -46,7 +46,7 @@ def attention_tensor(res: Any, fn: str) -> Tensor:
             f"query={weights.shape[3]} and key={weights.shape[4]} (shape {tuple(weights.shape)}); "
             "capture without a KV cache (no generate() steps) to get square attention"
         )
-    weights = weights.detach().cpu()
+    weights = weights.detach()  # stays on its device: the ops run on every device
     if getattr(res, "method", None) is not None:
         # A context-mixing result: scores, not probabilities; chain each row's shares (a zero row stays zero).
         total = weights.sum(-1, keepdim=True)

@@ -103,10 +103,10 @@ def stats_from_weights(weights: Tensor, input_ids: Tensor, valid: Tensor, segmen
     batch, heads, L, _ = p.shape
     v = valid.bool()
     same = input_ids[:, :, None] == input_ids[:, None, :]  # [batch, i, j]
-    idx = torch.arange(L)
+    idx = torch.arange(L, device=p.device)
     earlier = idx[None, :, None] > idx[None, None, :]
-    sums = torch.zeros(batch, heads, 6, dtype=torch.float64)
-    counts = torch.zeros(batch, 6, dtype=torch.long)
+    sums = torch.zeros(batch, heads, 6, dtype=torch.float64, device=p.device)
+    counts = torch.zeros(batch, 6, dtype=torch.long, device=p.device)
     zero = p.new_zeros(())
 
     def add(col: int, values: Tensor, rows: Tensor) -> None:  # values [batch, heads, n], rows [batch, n]
@@ -148,7 +148,7 @@ class _Accumulator:
         valid = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask.bool()
         r = ops.attention_head_stats(event.query, event.key, spec=event.spec, input_ids=ids, valid=valid,
                                      induction_period=self.segment_len)
-        self.add(event.layer, r.sums.cpu(), r.counts.cpu())
+        self.add(event.layer, r.sums, r.counts)  # pooled on the model's device; one transfer at the end
 
     def add(self, layer: int, sums: Tensor, counts: Tensor) -> None:
         s, c = sums.sum(0), counts.sum(0)
@@ -244,8 +244,8 @@ def head_stats(
     if not acc.sums:  # nothing went through AttentionInterface
         _eager_fallback(model, batches, acc, progress)
     layers = sorted(acc.sums)
-    sums = torch.stack([acc.sums[layer] for layer in layers])  # [layer, head, 6]
-    counts = acc.counts[layers[0]]
+    sums = torch.stack([acc.sums[layer].cpu() for layer in layers])  # [layer, head, 6]; layers may sit on devices
+    counts = acc.counts[layers[0]].cpu()
     means = sums / counts.to(sums.dtype)  # NaN where nothing was counted
     return HeadStats(
         scores={n: means[:, :, STAT_NAMES.index(n)] for n in names},
@@ -284,9 +284,10 @@ def _eager_fallback(model: nn.Module, batches: list, acc: _Accumulator, progress
         with torch.no_grad():
             for ids, mask in tqdm(batches, desc="head_stats (eager)", unit="batch", disable=not progress,
                                   leave=False):
-                out = model(input_ids=ids.to(device), attention_mask=mask.to(device), output_attentions=True)
+                ids, mask = ids.to(device), mask.to(device)
+                out = model(input_ids=ids, attention_mask=mask, output_attentions=True)
                 for layer, w in enumerate(a for a in out.attentions if a is not None):
-                    s, c = stats_from_weights(w.cpu(), ids, mask.bool(), acc.segment_len)
+                    s, c = stats_from_weights(w, ids, mask.bool(), acc.segment_len)
                     acc.add(layer, s, c)
     finally:
         config.__dict__["_attn_implementation_internal"] = saved

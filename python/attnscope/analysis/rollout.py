@@ -36,7 +36,7 @@ def rollout(
 
     Returns:
         Tensor ``[batch, len(rows) or query, key]``; float64 for float64 weights, else float32. Not differentiable
-        (the weights are detached); computed on the CPU and returned on the weights' device.
+        (the weights are detached); computed on the weights' device.
     """
     attn = attention_tensor(res, "rollout")
     picked = rows_checked(rows, attn.shape[3])

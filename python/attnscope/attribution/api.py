@@ -53,7 +53,8 @@ def attribute(
             pad token, else unk, else mask, else id 0 (``res.replacement_token``).
         tokenizer: for token strings, string targets and baselines, and ``res.tokens``.
         internal_batch_size: rows per forward/backward, or "auto" (from ``memory_budget``).
-        memory_budget: bytes the rows of one chunk may use; default a quarter of the available memory.
+        memory_budget: bytes the rows of one chunk may use (also capping an int ``internal_batch_size``); default a
+            quarter of the available memory. A budget that cannot hold one row is a ValueError before any forward.
         seed: seeds the random draws (smoothgrad, gradient_shap: per point; perturbation methods: per example),
             independent of batching and chunking.
         progress: a progress bar over chunks of work (None = only for long runs).

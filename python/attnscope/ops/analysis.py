@@ -66,11 +66,13 @@ def _analysis_fake_shape(attn: Tensor, rows: list[int] | None) -> tuple[int, int
     return (attn.shape[1], attn.shape[3] if rows is None else len(rows), attn.shape[4])
 
 
+@torch.library.register_fake("attnscope::rollout_generic")
 @torch.library.register_fake("attnscope::rollout")
 def _rollout_fake(attn, residual, head_reduce, rows):
     return attn.new_empty(_analysis_fake_shape(attn, rows), dtype=probs_dtype(attn.dtype))
 
 
+@torch.library.register_fake("attnscope::attention_flow_generic")
 @torch.library.register_fake("attnscope::attention_flow")
 def _attention_flow_fake(attn, residual, head_reduce, rows, normalize):
     return attn.new_empty(_analysis_fake_shape(attn, rows), dtype=torch.float64)

@@ -39,6 +39,7 @@ def attention_probs(q: Tensor, k: Tensor, spec: AttentionSpec) -> Tensor:
     return torch.ops.attnscope.attention_probs(q, k, *spec.op_args(q))
 
 
+@torch.library.register_fake("attnscope::attention_probs_generic")
 @torch.library.register_fake("attnscope::attention_probs")
 def _attention_probs_fake(q, k, *spec_args):
     torch._check(q.dim() == 4, lambda: f"q must be [batch, q_heads, q_len, head_dim], got {q.dim()}-D")
@@ -46,6 +47,7 @@ def _attention_probs_fake(q, k, *spec_args):
     return q.new_empty((q.shape[0], q.shape[1], q.shape[2], k.shape[2]), dtype=probs_dtype(q.dtype))
 
 
+@torch.library.register_fake("attnscope::attention_probs_backward_generic")
 @torch.library.register_fake("attnscope::attention_probs_backward")
 def _attention_probs_backward_fake(grad, probs, q, k, scale, softcap, sinks, query_chunk):
     dtype = probs_dtype(q.dtype)
@@ -61,17 +63,30 @@ def _setup_context(ctx, inputs, output):
     ctx.has_sinks = spec.sinks is not None
 
 
-def _backward(ctx, grad):
-    q, k, sinks, probs = ctx.saved_tensors
-    spec = ctx.spec
-    dq, dk, dsinks = torch.ops.attnscope.attention_probs_backward(
-        grad, probs, q, k, spec.scale, spec.softcap, sinks if ctx.has_sinks else None, spec.query_chunk
-    )
-    dsinks_out = dsinks.to(sinks.dtype) if ctx.has_sinks else None
-    return dq.to(q.dtype), dk.to(k.dtype), *AttentionSpec.gradients(sinks=dsinks_out)
+def _backward_with(backward_op):
+    """The backward formula of an attention_probs op whose gradients come from ``backward_op``."""
+
+    def backward(ctx, grad):
+        q, k, sinks, probs = ctx.saved_tensors
+        spec = ctx.spec
+        dq, dk, dsinks = backward_op(
+            grad, probs, q, k, spec.scale, spec.softcap, sinks if ctx.has_sinks else None, spec.query_chunk
+        )
+        dsinks_out = dsinks.to(sinks.dtype) if ctx.has_sinks else None
+        return dq.to(q.dtype), dk.to(k.dtype), *AttentionSpec.gradients(sinks=dsinks_out)
+
+    return backward
 
 
-torch.library.register_autograd("attnscope::attention_probs", _backward, setup_context=_setup_context)
+torch.library.register_autograd(
+    "attnscope::attention_probs", _backward_with(torch.ops.attnscope.attention_probs_backward),
+    setup_context=_setup_context,
+)
+# The device-generic path forced on any device (cpp/generic): the same formula with the generic backward.
+torch.library.register_autograd(
+    "attnscope::attention_probs_generic", _backward_with(torch.ops.attnscope.attention_probs_backward_generic),
+    setup_context=_setup_context,
+)
 
 
 # --- attention_probs_reduced: head selection, reductions, top-k and entropy inside the chunk loop --------------------
@@ -110,6 +125,7 @@ def attention_probs_reduced(
     )
 
 
+@torch.library.register_fake("attnscope::attention_probs_reduced_generic")
 @torch.library.register_fake("attnscope::attention_probs_reduced")
 def _attention_probs_reduced_fake(q, k, *args):
     _, (heads, reduce, keep_weights, topk, entropy) = AttentionSpec.from_op_args(args)
@@ -173,6 +189,7 @@ def attention_head_stats(
     )
 
 
+@torch.library.register_fake("attnscope::attention_head_stats_generic")
 @torch.library.register_fake("attnscope::attention_head_stats")
 def _attention_head_stats_fake(q, k, *args):
     n = len(HEAD_STAT_NAMES)

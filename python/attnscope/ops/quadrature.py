@@ -46,12 +46,14 @@ def _quadrature_rule_fake(method, n):
     return torch.empty((n,), dtype=torch.float64), torch.empty((n,), dtype=torch.float64)
 
 
+@torch.library.register_fake("attnscope::composite_gauss_legendre_generic")
 @torch.library.register_fake("attnscope::composite_gauss_legendre")
 def _composite_gauss_legendre_fake(bounds, order):
     n = (bounds.shape[0] - 1) * order
     return bounds.new_empty((n,), dtype=torch.float64), bounds.new_empty((n,), dtype=torch.float64)
 
 
+@torch.library.register_fake("attnscope::refine_segments_generic")
 @torch.library.register_fake("attnscope::refine_segments")
 def _refine_segments_fake(bounds, errors, tolerance, max_new):
     ctx = torch.library.get_ctx()

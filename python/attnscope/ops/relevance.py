@@ -23,6 +23,7 @@ def attention_grad_relevance(attn: Tensor, grad: Tensor) -> Tensor:
     return torch.ops.attnscope.attention_grad_relevance(attn, grad)
 
 
+@torch.library.register_fake("attnscope::attention_grad_relevance_generic")
 @torch.library.register_fake("attnscope::attention_grad_relevance")
 def _attention_grad_relevance_fake(attn, grad):
     return attn.new_empty((attn.shape[1], attn.shape[3], attn.shape[4]), dtype=probs_dtype(attn.dtype))

@@ -35,6 +35,7 @@ def topk_merge(values: Tensor, keys: Tensor, new_values: Tensor, new_keys: Tenso
     return TopkMerge(*torch.ops.attnscope.topk_merge(values, keys, new_values, new_keys))
 
 
+@torch.library.register_fake("attnscope::topk_merge_generic")
 @torch.library.register_fake("attnscope::topk_merge")
 def _topk_merge_fake(values, keys, new_values, new_keys):
     torch._check(values.dim() == 2, lambda: f"values must be [units, k], got {values.dim()}-D")

@@ -50,8 +50,8 @@ def vocab_projection(
         vocab_chunk: vocabulary entries per tile (0 = 2048); row_block: rows per block (0 = automatic).
             The results do not depend on ``vocab_chunk``; memory beyond the inputs is one tile.
 
-    Not differentiable. float64 inputs compute in float64, all others in float32. The C++ kernel is CPU only;
-    tensors on other devices take :func:`vocab_projection_generic` (the same streaming in torch operations).
+    Not differentiable. float64 inputs compute in float64, all others in float32. The C++ kernel serves the CPU;
+    the op's CUDA, MPS and XPU kernels are :func:`vocab_projection_generic` (the same streaming in torch operations).
     """
     squeeze = hidden.dim() == 2
     if squeeze:
@@ -59,8 +59,7 @@ def vocab_projection(
     if targets is None:
         targets = torch.zeros((hidden.shape[1], 0), dtype=torch.long, device=hidden.device)
     args = (hidden, weight, bias, reference, targets, int(k), float(softcap), int(vocab_chunk), int(row_block))
-    out = torch.ops.attnscope.vocab_projection(*args) if hidden.device.type == "cpu" else \
-        vocab_projection_generic(*args)
+    out = torch.ops.attnscope.vocab_projection(*args)
     return VocabProjection(*(t.squeeze(0) for t in out) if squeeze else out)
 
 
@@ -69,7 +68,8 @@ def vocab_projection_generic(hidden: Tensor, weight: Tensor, bias: Tensor | None
                              row_block: int) -> tuple[Tensor, ...]:
     """The device-generic path of ``vocab_projection``: the same streaming over vocabulary chunks in torch
     operations (running top-k by merging, online log-sum-exp, entropy and KL sums in float64), on any device.
-    Ties in the top-k are not ordered by id here. ``row_block`` is ignored (every row streams at once)."""
+    Ties in the top-k go to the smaller id, as in the kernel (stable sorts). ``row_block`` is ignored (every row
+    streams at once)."""
     g, p, d = hidden.shape
     v = weight.shape[0]
     if not 1 <= k <= v:
@@ -108,7 +108,9 @@ def vocab_projection_generic(hidden: Tensor, weight: Tensor, bias: Tensor | None
         c = min(chunk, v - v0)
         z = logits(rows, v0, c)
         ids = torch.arange(v0, v0 + c, device=hidden.device)
-        top_v, pick = torch.cat([top_v, z], 1).topk(min(k, top_v.shape[1] + c), dim=1)
+        # A stable sort: the running entries (smaller ids on ties) come before this chunk's, which are in id order.
+        top_v, pick = torch.cat([top_v, z], 1).sort(dim=1, descending=True, stable=True)
+        top_v, pick = top_v[:, :k], pick[:, :k]
         top_i = torch.cat([top_i, ids.expand(g * p, c)], 1).gather(1, pick)
         ranks += ((z.unsqueeze(1) > z_t.unsqueeze(2)) & (ids != tgt.unsqueeze(2))).sum(2)
         zd = z.double()
@@ -149,3 +151,8 @@ def _vocab_projection_fake(hidden, weight, bias, reference, targets, k, softcap,
     return (hidden.new_empty((g, p, k), **f), hidden.new_empty((g, p, k), **i), hidden.new_empty((g, p), **f),
             hidden.new_empty((g, p), **f), hidden.new_empty((g, p), **f), hidden.new_empty((g, p, t), **f),
             hidden.new_empty((g, p, t), **i))
+
+
+# The op's kernel on the non-CPU devices (the C++ kernel serves the CPU).
+for _device in ("cuda", "mps", "xpu"):
+    torch.library.impl("attnscope::vocab_projection", _device)(vocab_projection_generic)

@@ -29,6 +29,7 @@ from ...results.generation import GenerationAttribution
 from .. import catalog
 from ..base import check_options, options_class
 from ..catalog import check_int
+from ..chunking import check_budget
 from ...inputs import model_inputs, token_strings
 from ..scope import scoped_model
 from ...adapters.seq2seq import decoder_start_id, is_encoder_decoder
@@ -115,7 +116,8 @@ def attribute_generation(
             ``logprob(generated) - logprob(token)`` (one alternative, or one per generated token).
         generation_kwargs: extra arguments of ``model.generate`` (default greedy, ``do_sample=False``).
         batch_size: steps (rows) per backward, or "auto" from ``memory_budget``.
-        memory_budget: bytes one chunk may use; default a quarter of the available memory.
+        memory_budget: bytes one chunk may use; default a quarter of the available memory. A budget that cannot hold
+            one row of the prompt is a ValueError before generating.
         engine: ``auto`` (``is_grads_batched`` if it runs without a batching fallback, else ``expanded``), or
             either one forced.
         progress: a progress bar over chunks; None shows it for long runs only.
@@ -135,6 +137,8 @@ def attribute_generation(
     device = embeddings.weight.device
     seq2seq = is_encoder_decoder(model)
     start_ids = [decoder_start_id(model)] if seq2seq else []
+    # Before generating: the prompt alone must fit one row of the budget (the full sequence is checked when chunked).
+    check_budget(memory_budget, model, len(prompt_ids) + len(start_ids), 0)
     with scoped_model(model):
         if continuation is None:
             generated = _generate(model, tokenizer, prompt_ids, max_new_tokens, generation_kwargs or {}, device,

@@ -18,7 +18,7 @@ from ...adapters import resolve_layer
 from ...results.attribution import AttributionResult
 from ..base import AttributionMethod, Request
 from ..baselines import resolve_baselines
-from ..chunking import choose_chunk
+from ..chunking import check_budget, choose_chunk
 from ...inputs import ModelInputs, token_strings
 from ..prediction import predict
 from ..scope import scoped_model
@@ -88,6 +88,7 @@ class GradientMethod(AttributionMethod):
     def run(self, request: Request) -> AttributionResult:
         model, tokenizer, tgt = request.model, request.tokenizer, request.target
         original = request.inputs
+        check_budget(request.memory_budget, model, original.seq, 0)  # before any forward (logits counted later)
         layer_option = getattr(self.options, "layer", None)
         # Encoder-decoder models: both embedding layers side by side, the target on the decoder's side.
         frame = Seq2SeqFrame.for_model(model, layer_option, request.baselines)
