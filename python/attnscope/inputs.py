@@ -325,11 +325,22 @@ def token_sequences(texts: Any, *, tokenizer: Any = None, model: nn.Module | Non
 
 # --- helpers of the callers ---------------------------------------------------------------------------------------
 def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter (where its inputs go); the CPU for a model without parameters."""
+    """The device of the model's first parameter (where its inputs go); the CPU for a model without parameters.
+
+    Raises ``ValueError`` for a model whose weights are on the meta device (shapes without data) and that has no
+    ``hf_device_map`` (accelerate's offloading, which loads them for each forward): its results would be meta tensors.
+    """
     try:
-        return next(model.parameters()).device
+        device = next(model.parameters()).device
     except StopIteration:
         return torch.device("cpu")
+    if device.type == "meta" and getattr(model, "hf_device_map", None) is None:
+        raise ValueError(
+            f"{type(model).__name__}'s weights are on the meta device (shapes without values, e.g. built under "
+            "init_empty_weights() or torch.device('meta')): every result would be an empty meta tensor. Load the "
+            "weights first (from_pretrained, or model.to_empty(device='cpu') then load_state_dict)"
+        )
+    return device
 
 
 def token_strings(tokenizer: object, ids: list[int]) -> list[str]:

@@ -17,9 +17,11 @@ from typing import Any, Callable, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from ..arguments import int_list
 from ..adapters.sites import SITES, Family, find_family, layer_indices, num_heads, num_layers, site_module
 from ..inputs import model_device, model_inputs
 from ..results.activations import ActivationResult
+from ..model_lock import holds_model
 
 Reduce = Union[None, str, tuple]
 SiteSpec = Union[str, Sequence[str], Mapping[str, Union[str, None]]]
@@ -75,14 +77,11 @@ def _normalize_reduce(reduce: Reduce) -> tuple[str | None, int]:
 
 
 def _normalize_positions(positions: Sequence[int] | int | None) -> list[int] | None:
+    positions = int_list(positions, "positions")
     if positions is None:
         return None
-    if isinstance(positions, int):
-        positions = [positions]
     out = []
     for p in positions:
-        if not isinstance(p, int) or isinstance(p, bool):
-            raise TypeError(f"positions must be integers, got {p!r}")
         if p < 0:
             raise ValueError(f"position {p} is negative: inside a capture scope positions count from the start "
                              "(capture_activations resolves negative positions against the input's length)")
@@ -291,6 +290,7 @@ class ActivationCapture:
         return self.results[-1]
 
 
+@holds_model
 def capture_activations(model: nn.Module, inputs: Any, *, sites: SiteSpec = ("resid_post",),
                         layers: Sequence[int] | int | None = None, positions: Sequence[int] | int | None = None,
                         reduce: Reduce = None, tokenizer: Any = None) -> ActivationResult:
