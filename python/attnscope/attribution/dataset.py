@@ -10,9 +10,11 @@ from typing import Any, Sequence
 import torch
 
 from ..results.dataset import DatasetAttribution
+from ..atomic_files import write_text
 from ..inputs import ModelInputs, model_device, model_inputs
 from .api import attribute
 from .catalog import get as method_entry
+from ..model_lock import holds_model
 
 ROWS = "rows.jsonl"
 
@@ -41,6 +43,7 @@ def _predictions(model, enc: ModelInputs) -> list[int | None]:
     return logits.argmax(-1).tolist()
 
 
+@holds_model
 def attribute_dataset(
     model: torch.nn.Module,
     tokenizer: Any,
@@ -76,9 +79,10 @@ def attribute_dataset(
     done = _done_rows(out_dir, meta)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "meta.json").write_text(json.dumps(meta) + "\n")
+        write_text(out_dir / "meta.json", json.dumps(meta) + "\n")
         # Keep only whole rows: a line cut by the interruption would otherwise swallow the next row appended.
-        (out_dir / ROWS).write_text("".join(json.dumps(done[i]) + "\n" for i in sorted(done)), encoding="utf-8")
+        # Atomically: a kill during this rewrite leaves the previous file whole (issue #22).
+        write_text(out_dir / ROWS, "".join(json.dumps(done[i]) + "\n" for i in sorted(done)))
     todo = [i for i in range(len(texts)) if i not in done]
     from tqdm.auto import tqdm
 

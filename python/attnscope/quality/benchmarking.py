@@ -19,6 +19,8 @@ from ..inputs import model_device, model_inputs
 from ..results.quality import BenchmarkResult
 from . import metrics as metrics_catalog
 from .evaluation import evaluate
+from ..model_lock import holds_model
+from ..atomic_files import write_text
 
 __all__ = ["benchmark"]
 
@@ -59,6 +61,7 @@ def _done(out: Path | None, meta: dict) -> dict[tuple[str, int], list[dict]]:
     return done
 
 
+@holds_model
 def benchmark(
     model: nn.Module,
     tokenizer: Any,
@@ -113,9 +116,9 @@ def benchmark(
     done = _done(out_dir, meta)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "meta.json").write_text(json.dumps(meta) + "\n")
-        (out_dir / ROWS).write_text("".join(json.dumps({"method": m, "text": t, "records": r}) + "\n"
-                                            for (m, t), r in done.items()), encoding="utf-8")
+        write_text(out_dir / "meta.json", json.dumps(meta) + "\n")
+        write_text(out_dir / ROWS, "".join(json.dumps({"method": m, "text": t, "records": r}) + "\n"
+                                           for (m, t), r in done.items()))
     from tqdm.auto import tqdm
 
     total = len(texts) * len(names)
