@@ -34,6 +34,12 @@ class TableView(View):
         self.html = page(self.body_html, title=title)
 
 
+def _isolated(text: object) -> str:
+    """Escaped, between first-strong isolate and pop directional isolate: a direction override in a name cannot
+    reorder the rest of the tooltip."""
+    return "\u2068" + html.escape(str(text)) + "\u2069"
+
+
 def score_table_view(rows: Sequence[str], columns: Sequence[str], values: Sequence[Sequence[float]], *,
                higher_is_better: Sequence[bool], text: Sequence[Sequence[str]] | None = None,
                title: str = "attnscope · table", note: str = "") -> TableView:
@@ -53,8 +59,8 @@ def score_table_view(rows: Sequence[str], columns: Sequence[str], values: Sequen
             best = position == len(ordered) - 1
             shown = text[r][c] if text is not None else f"{values[r][c]:.4g}"
             cells[r][c] = (f"<td class=\"ats-cell{' ats-best' if best else ''}\" data-rank=\"{rank:.3f}\" "
-                           f"style=\"background:{_colour(rank)}\" title=\"{html.escape(str(rows[r]))} · "
-                           f"{html.escape(str(columns[c]))}\">{html.escape(shown)}{' &#9733;' if best else ''}</td>")
+                           f"style=\"background:{_colour(rank)}\" title=\"{_isolated(rows[r])} · "
+                           f"{_isolated(columns[c])}\">{html.escape(shown)}{' &#9733;' if best else ''}</td>")
         for r in range(len(rows)):
             if not cells[r][c]:
                 cells[r][c] = "<td class=\"ats-cell\" style=\"background:#eee\">n/a</td>"
