@@ -111,15 +111,18 @@ def test_a_plain_forward_in_another_thread_is_not_recorded_by_a_capture_scope():
     with torch.no_grad():
         plain = model(**other).logits
     want = ats.capture_attention(model, mine).weights
+    want_resid = ats.capture_activations(model, mine, sites=("resid_post",)).get("resid_post")
     outputs: list = []
-    with ats.capture(model) as cap:
+    with ats.capture(model, activations=("resid_post",)) as cap:
         with torch.no_grad():
+            model(**mine)
             t = threading.Thread(target=lambda: outputs.append(model(**other).logits))
             t.start()
             t.join()
-            model(**mine)
     assert cap.calls == model.config.num_hidden_layers  # this thread's forward only
     assert torch.equal(cap.result.weights, want)
+    # this thread's one forward (shape [layer, 1, 3, hidden]); 1e-6: the capture computes attention as P.V
+    torch.testing.assert_close(cap.activations.get("resid_post"), want_resid, rtol=0, atol=1e-6)
     torch.testing.assert_close(outputs[0], plain, rtol=0, atol=1e-6)
 
 
