@@ -150,3 +150,22 @@ def test_rollout_of_a_result_captured_without_weights_says_how_to_keep_them(fn, 
     with pytest.raises(ValueError, match=rf"{fn} needs the attention weights, but this AttentionResult was captured "
                                          r"without them .*reduce='mean'"):
         getattr(ats, fn)(res)
+
+
+@pytest.mark.parametrize("call", ["attribute_dataset", "benchmark"])
+def test_one_string_where_a_list_of_texts_is_expected_is_refused(call):
+    from attribution_models import tiny_gpt2, word_tokenizer
+
+    model, tok = tiny_gpt2(), word_tokenizer(bert_style=False)
+    fn = getattr(ats, call)
+    with pytest.raises(TypeError, match=r"texts must be a list of strings, got one string; pass \[text\]"):
+        fn(model, tok, "the cat sat", progress=False)  # was one text per character
+    with pytest.raises(TypeError, match=r"texts must be a list of strings, got True \(bool\)"):
+        fn(model, tok, True, progress=False)
+
+
+def test_a_bool_for_the_benchmarks_methods_is_refused():
+    from attribution_models import tiny_gpt2, word_tokenizer
+
+    with pytest.raises(TypeError, match=r"methods takes a name, a list of names or None, got True \(bool\)"):
+        ats.benchmark(tiny_gpt2(), word_tokenizer(bert_style=False), ["the cat"], methods=True, progress=False)

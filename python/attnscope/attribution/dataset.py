@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import torch
 
 from ..results.dataset import DatasetAttribution
+from ..arguments import text_list
 from ..atomic_files import write_text
 from ..inputs import ModelInputs, model_device, model_inputs
 from .api import attribute
@@ -65,12 +66,7 @@ def attribute_dataset(
     Returns a :class:`~attnscope.results.DatasetAttribution` with per-example tokens and scores and global
     aggregates (mean |attribution| per vocabulary item and per position; top tokens per predicted class).
     """
-    texts = list(texts)
-    if not texts:
-        raise ValueError("texts is empty: pass at least one text")
-    if not all(isinstance(t, str) and t.strip() for t in texts):
-        bad = next(i for i, t in enumerate(texts) if not (isinstance(t, str) and t.strip()))
-        raise ValueError(f"texts[{bad}] is not a non-empty string: {texts[bad]!r}")
+    texts = text_list(texts)
     method_entry(method)  # an unknown method fails before any output is written
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
