@@ -43,20 +43,19 @@ def test_saved_results_and_views_go_through_the_helper(tmp_path, monkeypatch):
     import torch
 
     import attnscope as ats
-    from attnscope import atomic_files
 
-    written = []
-    real = atomic_files.replacing
+    replaced = []
+    real = os.replace
 
-    def spy(path):
-        written.append(Path(path).name)
-        return real(path)
+    def spy(src, dst):
+        replaced.append((Path(src).name.startswith(f".{Path(dst).name}.tmp-"), Path(dst).name))
+        return real(src, dst)
 
-    monkeypatch.setattr(atomic_files, "replacing", spy)
+    monkeypatch.setattr(os, "replace", spy)
     res = ats.AttentionResult(weights=torch.rand(1, 1, 2, 3, 3), layers=[0])
     res.save(tmp_path / "r")
     res.save_html(tmp_path / "v.html")
-    assert written == ["tensors.safetensors", "result.json", "v.html"]
+    assert replaced == [(True, "tensors.safetensors"), (True, "result.json"), (True, "v.html")]
 
 
 def _rows(path: Path) -> list[int]:
