@@ -277,6 +277,8 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
 
     def _note_inputs(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         """Forward pre-hook: the tensors of this forward, by argument name (what consumers see as ``inputs``)."""
+        if threading.get_ident() != self._thread:  # another thread's forward is not this scope's
+            return
         try:
             named = inspect.signature(module.forward).bind_partial(*args, **kwargs).arguments
         except TypeError:  # a forward that takes positional arguments we cannot name
