@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-__all__ = ["holds_model", "model_lock"]
+__all__ = ["acquire", "holds_model", "model_lock"]
 
 _LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
 _GUARD = threading.Lock()
