@@ -8,7 +8,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -79,7 +78,6 @@ def test_killing_the_resumable_run_20_times_loses_and_duplicates_no_row(tmp_path
     worker = subprocess.Popen([sys.executable, str(HERE / "resumable_worker.py"), str(out)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True, env=env, cwd=HERE)
     rng = random.Random(22)
-    start = time.perf_counter()
     kept: set[int] = set()
     inside_rewrite = 0
     try:
@@ -107,4 +105,3 @@ def test_killing_the_resumable_run_20_times_loses_and_duplicates_no_row(tmp_path
         worker.wait(timeout=30)
     assert inside_rewrite == 10
     assert sorted(_rows(out / "rows.jsonl")) == list(range(24))
-    assert time.perf_counter() - start < 40

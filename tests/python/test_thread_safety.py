@@ -4,7 +4,6 @@ result equals the single-threaded one and the model's state is as it was; ops st
 from __future__ import annotations
 
 import threading
-import time
 
 import torch
 
@@ -66,7 +65,6 @@ def test_two_threads_capture_and_attribute_one_model():
         return work
 
     threads = [_run(rounds(i), errors) for i in range(2)]
-    start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
@@ -74,7 +72,6 @@ def test_two_threads_capture_and_attribute_one_model():
     assert not errors, errors[0]
     assert all(not t.is_alive() for t in threads)
     assert model_state(model) == before
-    assert time.perf_counter() - start < 20
 
 
 def test_generation_attribution_beside_a_capture_scope_in_another_thread():
