@@ -101,7 +101,8 @@ def test_a_module_without_a_config_is_refused(call):
         "capture": lambda: ats.capture(model),
         "head_stats": lambda: ats.head_stats(model, None, torch.tensor([[1, 2, 3]])),
     }[call]
-    with pytest.raises(TypeError, match=r"_NoConfigAttention has no Hugging Face config .*not a submodule"):
+    with pytest.raises(TypeError, match=r"_NoConfigAttention is not a transformer attnscope can capture: it has no Hugging "
+                                        r"Face config .*not a submodule"):
         run()
 
 

@@ -121,10 +121,10 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         model_device(model)  # refuses a model whose weights are on the meta device
         if not _configs_of(model):
             raise TypeError(
-                f"{type(model).__name__} has no Hugging Face config (no module carries a transformers "
-                "PretrainedConfig as .config): attnscope captures transformers models, whose config selects the "
-                "attention function; pass the model itself (e.g. AutoModel.from_pretrained(...)), not a submodule "
-                "or a plain torch module"
+                f"{type(model).__name__} is not a transformer attnscope can capture: it has no Hugging Face config "
+                "(no module carries a transformers PretrainedConfig as .config), and the config selects the attention "
+                "function; pass the model itself (e.g. AutoModel.from_pretrained(...)), not a submodule or a plain "
+                "torch module"
             )
         self.slots = find_attention_modules(model)
         if not self.slots:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Sequence
 
 from .html import View, page
@@ -34,10 +35,16 @@ class TableView(View):
         self.html = page(self.body_html, title=title)
 
 
+# Right-to-left letters and direction controls (as views.js's BIDI).
+_BIDI = re.compile("[\u0590-\u08ff\u200e\u200f\u202a-\u202e\u2066-\u2069\ufb1d-\ufdff\ufe70-\ufefe"
+                   "\U00010800-\U00010fff\U0001e800-\U0001efff]")
+
+
 def _isolated(text: object) -> str:
-    """Escaped, between first-strong isolate and pop directional isolate: a direction override in a name cannot
-    reorder the rest of the tooltip."""
-    return "\u2068" + html.escape(str(text)) + "\u2069"
+    """Escaped; a name holding right-to-left letters or direction controls goes between first-strong isolate and
+    pop directional isolate, so that its direction cannot reorder the rest of the tooltip."""
+    text = html.escape(str(text))
+    return "\u2068" + text + "\u2069" if _BIDI.search(text) else text
 
 
 def score_table_view(rows: Sequence[str], columns: Sequence[str], values: Sequence[Sequence[float]], *,

@@ -9,9 +9,10 @@
     if (text !== undefined) e.textContent = text;
     return e;
   }
-  // A token inside a longer string (tooltips): first-strong isolate ... pop directional isolate, so that a
-  // direction override in the token ends with it.
-  function iso(t) { return "\u2068" + t + "\u2069"; }
+  // A token inside a longer string (tooltips): when it holds right-to-left letters or direction controls, it goes
+  // between first-strong isolate and pop directional isolate, so that its direction ends with it.
+  var BIDI = /[\u0590-\u08ff\u200e\u200f\u202a-\u202e\u2066-\u2069\ufb1d-\ufdff\ufe70-\ufefe\ud802\ud803\ud83a\ud83b]/;
+  function iso(t) { t = String(t); return BIDI.test(t) ? "\u2068" + t + "\u2069" : t; }
   function fmt(v) { return (Math.abs(v) >= 0.01 || v === 0) ? v.toFixed(3) : v.toExponential(2); }
   // Symmetric diverging scale: max |score| is full colour, positive red, negative blue, zero white.
   function diverging(v, maxAbs) {
