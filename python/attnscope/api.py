@@ -9,8 +9,10 @@ from torch import nn
 from .capturing.forward import capture_forward
 from .inputs import model_inputs
 from .results import AttentionResult
+from .model_lock import holds_model
 
 
+@holds_model
 def capture_attention(
     model: nn.Module,
     inputs: Any,

@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .atomic_files import replacing
+
 
 def load_model_dir(path: Path):
     """A model of the class its config names (causal LM, encoder-decoder LM, classifier, or base model) and its
@@ -49,10 +51,12 @@ def write_table(frame, out: Path, name: str) -> Path:
         import pyarrow  # noqa: F401
     except ImportError:
         path = out / f"{name}.csv"
-        frame.to_csv(path, index=False)
+        with replacing(path) as tmp:
+            frame.to_csv(tmp, index=False)
     else:
         path = out / f"{name}.parquet"
-        frame.to_parquet(path, index=False)
+        with replacing(path) as tmp:
+            frame.to_parquet(tmp, index=False)
     return path
 
 

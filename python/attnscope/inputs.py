@@ -367,7 +367,11 @@ def token_sequences(texts: Any, *, tokenizer: Any = None, model: nn.Module | Non
 def model_device(model: nn.Module) -> torch.device:
     """Where the model's inputs go: the input embedding's device (under accelerate's ``device_map``, its hook's
     execution device, also when the embedding's weights are offloaded), else the first parameter not on the meta
-    device; the CPU for a model without parameters."""
+    device; the CPU for a model without parameters.
+
+    Raises ``ValueError`` for a model whose weights are on the meta device (shapes without data) and that has no
+    ``hf_device_map`` (accelerate's offloading, which loads them for each forward): its results would be meta tensors.
+    """
     try:
         embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     except NotImplementedError:
@@ -379,7 +383,17 @@ def model_device(model: nn.Module) -> torch.device:
         weight = getattr(embedding, "weight", None)
         if isinstance(weight, Tensor) and weight.device.type != "meta":
             return weight.device
-    return next((p.device for p in model.parameters() if p.device.type != "meta"), torch.device("cpu"))
+    devices = [p.device for p in model.parameters()]
+    if not devices:
+        return torch.device("cpu")
+    device = next((d for d in devices if d.type != "meta"), None)
+    if device is None and getattr(model, "hf_device_map", None) is None:
+        raise ValueError(
+            f"{type(model).__name__}'s weights are on the meta device (shapes without values, e.g. built under "
+            "init_empty_weights() or torch.device('meta')): every result would be an empty meta tensor. Load the "
+            "weights first (from_pretrained, or model.to_empty(device='cpu') then load_state_dict)"
+        )
+    return device if device is not None else torch.device("cpu")
 
 
 def token_strings(tokenizer: object, ids: list[int]) -> list[str]:

@@ -12,6 +12,8 @@ import json
 import warnings
 from pathlib import Path
 
+from .atomic_files import write_text
+
 __all__ = ["META", "ROWS", "finish", "reusable", "start"]
 
 META = "meta.json"
@@ -52,11 +54,12 @@ def reusable(out: Path | None, settings: dict, what: str) -> bool:
 def start(out: Path, settings: dict, rows: list[str]) -> None:
     """Pin nothing yet: write the settings as unfinished and keep only the given whole rows."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / META).write_text(json.dumps({**settings, "complete": False}) + "\n", encoding="utf-8")
-    (out / ROWS).write_text("".join(rows), encoding="utf-8")
+    write_text(out / META, json.dumps({**settings, "complete": False}) + "\n")
+    # Atomically: a kill during this rewrite leaves the previous file whole (issue #22).
+    write_text(out / ROWS, "".join(rows))
 
 
 def finish(out: Path | None, settings: dict) -> None:
     """The run completed: its settings now pin the folder."""
     if out is not None:
-        (out / META).write_text(json.dumps({**settings, "complete": True}) + "\n", encoding="utf-8")
+        write_text(out / META, json.dumps({**settings, "complete": True}) + "\n")

@@ -9,6 +9,7 @@ Hooks are removed on exit, also after an exception.
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,9 +18,11 @@ from typing import Any, Callable, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from ..arguments import int_list
 from ..adapters.sites import SITES, Family, find_family, layer_indices, num_heads, num_layers, site_module
 from ..inputs import model_device, model_inputs
 from ..results.activations import ActivationResult
+from ..model_lock import acquire, holds_model
 
 Reduce = Union[None, str, tuple]
 SiteSpec = Union[str, Sequence[str], Mapping[str, Union[str, None]]]
@@ -75,14 +78,11 @@ def _normalize_reduce(reduce: Reduce) -> tuple[str | None, int]:
 
 
 def _normalize_positions(positions: Sequence[int] | int | None) -> list[int] | None:
+    positions = int_list(positions, "positions")
     if positions is None:
         return None
-    if isinstance(positions, int):
-        positions = [positions]
     out = []
     for p in positions:
-        if not isinstance(p, int) or isinstance(p, bool):
-            raise TypeError(f"positions must be integers, got {p!r}")
         if p < 0:
             raise ValueError(f"position {p} is negative: inside a capture scope positions count from the start "
                              "(capture_activations resolves negative positions against the input's length)")
@@ -160,10 +160,14 @@ class ActivationCapture:
 
     # --- installation -------------------------------------------------------------------------------------
     def __enter__(self) -> ActivationCapture:
+        # One attnscope scope per model at a time (attnscope.model_lock); hooks ignore other threads' forwards.
+        self._release = acquire(self.model)
+        self._thread = threading.get_ident()
         try:
-            self._handles.append(self.model.register_forward_pre_hook(self._on_forward, with_kwargs=True))
+            self._handles.append(self.model.register_forward_pre_hook(self._this_thread(self._on_forward),
+                                                                      with_kwargs=True))
             for site, layer, module, side in self._targets:
-                hook = self._make_hook(site, layer, side)
+                hook = self._this_thread(self._make_hook(site, layer, side))
                 if side == "in":
                     handle = module.register_forward_pre_hook(hook, with_kwargs=True)
                 else:
@@ -184,6 +188,19 @@ class ActivationCapture:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        release, self._release = getattr(self, "_release", None), None
+        if release is not None:
+            release()
+
+    def _this_thread(self, hook: Callable) -> Callable:
+        """``hook`` for forwards of the thread that entered the scope; another thread's forward runs untouched."""
+
+        def mine(*args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() == self._thread:
+                return hook(*args, **kwargs)
+            return None
+
+        return mine
 
     @property
     def installed(self) -> bool:
@@ -291,6 +308,7 @@ class ActivationCapture:
         return self.results[-1]
 
 
+@holds_model
 def capture_activations(model: nn.Module, inputs: Any, *, sites: SiteSpec = ("resid_post",),
                         layers: Sequence[int] | int | None = None, positions: Sequence[int] | int | None = None,
                         reduce: Reduce = None, tokenizer: Any = None) -> ActivationResult:

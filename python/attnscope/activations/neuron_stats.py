@@ -19,6 +19,7 @@ from ..adapters.sites import num_layers
 from ..inputs import model_device, token_sequences
 from ..results.neurons import NeuronStats
 from .capture import ActivationCapture, normalize_layers
+from ..model_lock import holds_model
 
 __all__ = ["neuron_stats"]
 
@@ -111,6 +112,7 @@ def _batches(texts: Iterable[Any], size: int) -> Iterable[list[Any]]:
         yield batch
 
 
+@holds_model
 def neuron_stats(model: nn.Module, tokenizer: Any, texts: Iterable[str] | Sequence[str], *,
                  layers: Sequence[int] | int | None = None, top_k: int = 20, context: int = 8, batch_size: int = 8,
                  threshold: float = 0.0, site: str = "mlp_hidden", progress: bool | None = None) -> NeuronStats:

@@ -25,6 +25,8 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..arguments import int_list
+
 SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "head_out", "mlp_out", "mlp_hidden")
 
 
@@ -208,14 +210,11 @@ def num_heads(model: nn.Module) -> int:
 def layer_indices(layers: Sequence[int] | int | None, n_layers: int) -> list[int] | None:
     """``layers`` as sorted distinct indices in ``0..n_layers-1`` (negative ones count from the end); None stays
     None. Raises ``ValueError`` naming an index out of range."""
+    layers = int_list(layers, "layers")
     if layers is None:
         return None
-    if isinstance(layers, int):
-        layers = [layers]
     out = []
     for layer in layers:
-        if not isinstance(layer, int) or isinstance(layer, bool):
-            raise TypeError(f"layers must be integers, got {layer!r}")
         if not -n_layers <= layer < n_layers:
             raise ValueError(f"layer {layer} out of range: model has {n_layers} layers (0..{n_layers - 1})")
         out.append(layer % n_layers)

@@ -20,6 +20,14 @@ def attention_tensor(res: Any, fn: str) -> Tensor:
     one layer's ``[batch, head, query, key]`` (a Hugging Face ``attentions`` entry), and guessing wrong is silent.
     """
     weights = getattr(res, "weights", res)
+    if weights is None and res is not None:
+        kept = [name for name in ("topk_values", "entropy") if getattr(res, name, None) is not None]
+        raise ValueError(
+            f"{fn} needs the attention weights, but this {type(res).__name__} was captured without them (it keeps "
+            f"only {' and '.join(kept) or 'no weights'}: topk=/entropy= without reduce= replace the weights). Capture "
+            "with the weights kept: capture_attention(model, inputs) for every head, or add reduce='mean' to keep "
+            "head-averaged weights beside the top-k/entropy"
+        )
     if not isinstance(weights, Tensor):
         raise TypeError(
             f"{fn} takes an AttentionResult (with .weights) or a Tensor [layer, batch, head, query, key], "

@@ -18,6 +18,7 @@ from .. import ops
 from ..capturing import AttentionEvent, capture
 from ..inputs import model_device, token_sequences
 from ..results import HeadStats
+from ..model_lock import holds_model
 
 STAT_NAMES: tuple[str, ...] = ops.HEAD_STAT_NAMES
 DEFAULT_SEGMENT_LEN = 16
@@ -159,6 +160,7 @@ class _Accumulator:
             self.sums[layer], self.counts[layer] = s, c
 
 
+@holds_model
 def head_stats(
     model: nn.Module,
     tokenizer: Any = None,

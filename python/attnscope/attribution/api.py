@@ -15,10 +15,12 @@ from .scope import scoped_model
 from ..inputs import model_device, model_inputs
 from .seeds import draw_seed
 from .targets import resolve_target
+from ..model_lock import holds_model
 
 __all__ = ["attribute"]
 
 
+@holds_model
 def attribute(
     model: nn.Module,
     inputs: object,

@@ -11,9 +11,11 @@ import torch
 
 from .. import resume
 from ..results.dataset import DatasetAttribution
+from ..arguments import text_list
 from ..inputs import ModelInputs, model_device, model_inputs
 from .api import attribute
 from .catalog import get as method_entry
+from ..model_lock import holds_model
 
 ROWS = resume.ROWS
 
@@ -43,6 +45,7 @@ def _predictions(model, enc: ModelInputs) -> list[int | None]:
     return logits.argmax(-1).tolist()
 
 
+@holds_model
 def attribute_dataset(
     model: torch.nn.Module,
     tokenizer: Any,
@@ -64,12 +67,7 @@ def attribute_dataset(
     Returns a :class:`~attnscope.results.DatasetAttribution` with per-example tokens and scores and global
     aggregates (mean |attribution| per vocabulary item and per position; top tokens per predicted class).
     """
-    texts = list(texts)
-    if not texts:
-        raise ValueError("texts is empty: pass at least one text")
-    if not all(isinstance(t, str) and t.strip() for t in texts):
-        bad = next(i for i, t in enumerate(texts) if not (isinstance(t, str) and t.strip()))
-        raise ValueError(f"texts[{bad}] is not a non-empty string: {texts[bad]!r}")
+    texts = text_list(texts)
     method_entry(method)  # an unknown method fails before any output is written
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")

@@ -8,6 +8,7 @@ where every head is captured unreduced anyway, the output is P·V from the op's 
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -110,16 +111,32 @@ def check_arguments(module: nn.Module, kwargs: dict) -> None:
         raise ValueError(
             f"{type(module).__name__} passes {name}={_describe(value)} to its attention function, which attnscope's "
             "capture does not honour (it honours scaling, softcap, s_aux/sinks, sliding_window, is_causal, dropout "
-            "in eval mode and position_bias); capturing would change the weights and the model's output, so it is "
+            "and position_bias); capturing would change the weights and the model's output, so it is "
             "refused. Capture with ats.capture_attention on a model of another family, or file an issue with the "
             "model's name"
         )
+
+
+def active_dropout(module: nn.Module, kwargs: dict, grad: bool) -> float:
+    """The attention dropout this call applies (0 in eval mode). When it is not 0 the layer output stays the
+    model's own (dropout included) and a warning names the value: the captured weights are the probabilities
+    before dropout. With ``grad=True`` it is refused: dF/dP would be taken through the dropped weights."""
     dropout = float(kwargs.get("dropout") or 0.0)
-    if dropout > 0 and module.training:
+    if dropout <= 0 or not module.training:
+        return 0.0
+    name = type(module).__name__
+    if grad:
         raise ValueError(
-            f"{type(module).__name__} is in training mode with attention dropout {dropout:g}: the captured weights "
-            "would not be the ones the forward used; call model.eval() before capturing"
+            f"{name} is in training mode with attention dropout {dropout:g}: grad=True would record dF/dP through "
+            "randomly dropped weights; call model.eval() before capturing with grad=True"
         )
+    warnings.warn(
+        f"{name} is in training mode with attention dropout {dropout:g}: the layer outputs keep the model's dropout "
+        "(its forward is unchanged), but the captured weights are the probabilities before dropout, not the ones "
+        "that multiplied the values; call model.eval() to capture the weights the forward used",
+        RuntimeWarning, stacklevel=3,
+    )
+    return dropout
 
 
 def _describe(value: object) -> str:
@@ -192,13 +209,14 @@ def attend(
         raise ValueError(f"head {max(opts.heads)} out of range: the model has {heads} heads (0..{heads - 1})")
     spec = call_spec(module, query, key, attention_mask, kwargs, opts.query_chunk)
     exotic = (spec.softcap > 0 or spec.sinks is not None) and not original_is_eager
+    dropout = active_dropout(module, kwargs, opts.grad and opts.record)
     probs = None
     # With an additive bias the output stays the model's own: its gradient reaches the bias (a learned parameter),
-    # which the op's probabilities do not differentiate.
-    pv = exotic or (opts.wants_full and kwargs.get("position_bias") is None)
+    # which the op's probabilities do not differentiate. With dropout in training mode, it applies the dropout.
+    pv = (exotic or (opts.wants_full and kwargs.get("position_bias") is None)) and not dropout
     if not opts.record or not pv:
         # SDPA would not compute what eager does with soft-capping or sinks: the module's eager function then.
-        fn = eager_function_of(module) if exotic and not opts.record else original
+        fn = eager_function_of(module) if exotic else original
         output, _ = fn(module, query, key, value, attention_mask, **kwargs)
         if want_probs:
             with torch.no_grad():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import itertools
+import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -23,6 +24,9 @@ import torch
 from torch import Tensor, nn
 
 from ..activations.capture import ActivationCapture
+from ..arguments import int_list
+from ..inputs import model_device
+from ..model_lock import acquire
 from ..adapters import AttentionSlot, find_attention_modules
 from ..adapters.sites import layer_indices
 from ..results import ActivationResult, AttentionResult
@@ -114,6 +118,14 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a Hugging Face transformer (torch.nn.Module), got {type(model).__name__}")
+        model_device(model)  # refuses a model whose weights are on the meta device
+        if not _configs_of(model):
+            raise TypeError(
+                f"{type(model).__name__} is not a transformer attnscope can capture: it has no Hugging Face config "
+                "(no module carries a transformers PretrainedConfig as .config), and the config selects the attention "
+                "function; pass the model itself (e.g. AutoModel.from_pretrained(...)), not a submodule or a plain "
+                "torch module"
+            )
         self.slots = find_attention_modules(model)
         if not self.slots:
             raise TypeError(
@@ -141,10 +153,8 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         n_layers = counts.get("main") or counts.get("encoder") or max(counts.values())
         self.layers = layer_indices(layers, n_layers)
         n_heads = getattr(getattr(model, "config", None), "num_attention_heads", None)
-        if isinstance(heads, int):
-            heads = [heads]
+        heads = int_list(heads, "heads")
         if heads is not None:
-            heads = [int(h) for h in heads]
             if not heads:
                 raise ValueError("heads must name at least one head, got an empty list")
             limit = n_heads if isinstance(n_heads, int) else None
@@ -167,6 +177,8 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         self.inputs: dict[str, Tensor] | None = None
         self._forward_inputs: dict[str, Tensor] = {}
         self._input_hook: Any = None
+        self._release: Any = None
+        self._thread: int | None = None
         self._activations = _activation_scope(model, activations, tokenizer)
 
     def add_consumer(self, consumer: CaptureConsumer) -> CaptureConsumer:
@@ -179,6 +191,11 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
         from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
 
+        if self._release is not None:
+            raise RuntimeError("this ats.capture scope is already open: a capture object is entered once")
+        # One attnscope scope per model at a time (another thread's call waits here); see attnscope.model_lock.
+        self._release = acquire(self.model)
+        self._thread = threading.get_ident()
         token = f"attnscope{next(_counter)}"
         try:
             for cfg in _configs_of(self.model):
@@ -253,9 +270,15 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
             AttentionInterface._global_mapping.pop(name, None)
             AttentionMaskInterface._global_mapping.pop(name, None)
         self._registered.clear()
+        self._thread = None
+        if self._release is not None:
+            release, self._release = self._release, None
+            release()
 
     def _note_inputs(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         """Forward pre-hook: the tensors of this forward, by argument name (what consumers see as ``inputs``)."""
+        if threading.get_ident() != self._thread:  # another thread's forward is not this scope's
+            return
         try:
             named = inspect.signature(module.forward).bind_partial(*args, **kwargs).arguments
         except TypeError:  # a forward that takes positional arguments we cannot name
@@ -269,7 +292,9 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         def attnscope_attention(module, query, key, value, attention_mask, **kwargs):
             fn = original_fn or eager_function_of(module)
             slot = self.slots.get(module)
-            if slot is None or (self.layers is not None and slot.layer not in self.layers):
+            # Another thread's forward of this model (outside attnscope) is not this scope's: it runs as it would.
+            mine = threading.get_ident() == self._thread
+            if not mine or slot is None or (self.layers is not None and slot.layer not in self.layers):
                 return fn(module, query, key, value, attention_mask, **kwargs)
             consumers = list(self.consumers)
             done = attend(self.options, fn, original_is_eager, module, query, key, value, attention_mask, kwargs,

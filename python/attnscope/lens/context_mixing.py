@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from ..adapters.blocks import AttentionBlock, attention_blocks, per_head_value_output
 from ..adapters.sites import layer_indices
 from ..results import AttentionResult
+from ..model_lock import holds_model
 
 METHODS: tuple[str, ...] = ("norm", "alti", "value_zeroing")
 _CHUNK_BYTES = 256 * 2**20  # the [batch, chunk, seq, hidden] float64 vectors of one ALTI / norm chunk
@@ -246,6 +247,7 @@ def _value_zeroing(model: nn.Module, blocks: list[AttentionBlock], layers: list[
 
 
 # --- the public function -----------------------------------------------------------------------------------------
+@holds_model
 def context_mixing(
     model: nn.Module,
     inputs: Any,

@@ -24,6 +24,7 @@ from ..adapters.unembedding import BlockParts, block_parts, find_readout, freeze
 from ..inputs import token_strings
 from ..results.dla import DLAResult
 from .readout import block_output, hooks, input_tokens, last_position_index, lens_inputs, lens_target, readout_logits
+from ..model_lock import holds_model
 
 __all__ = ["direct_logit_attribution"]
 
@@ -55,6 +56,7 @@ def _post_ln_error(model: nn.Module) -> ValueError:
         "logit lens (attnscope.logit_lens) works for this model")
 
 
+@holds_model
 def direct_logit_attribution(
     model: nn.Module,
     inputs: object,

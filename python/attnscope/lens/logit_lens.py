@@ -13,12 +13,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from ..arguments import int_list
 from ..ops import vocab_projection
 from ..adapters.unembedding import Readout, find_readout
 from ..inputs import ModelInputs
 from ..results.lens import LensResult
 from .readout import (block_output, hooks, input_tokens, last_position_index, lens_inputs, lens_target,
                       readout_logits, token_table)
+from ..model_lock import holds_model
 
 __all__ = ["logit_lens", "normed_stream"]
 
@@ -27,11 +29,8 @@ def _check_indices(values: Sequence[int] | int | None, n: int, what: str, unit: 
     """``values`` (None = all, negative from the end) as indices in ``0..n-1``, or a ValueError naming the range."""
     if values is None:
         return list(range(n))
-    items = [values] if isinstance(values, int) else list(values)
     out = []
-    for v in items:
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise TypeError(f"{what}s must be ints, got {v!r}")
+    for v in int_list(values, f"{what}s"):
         if not -n <= v < n:
             raise ValueError(f"{what} {v} out of range: {unit} {n} {what}s (0..{n - 1}, or -{n}..-1)")
         out.append(v % n)
@@ -77,6 +76,7 @@ def normed_stream(model: nn.Module, readout: Readout, mi: ModelInputs, layers: l
     return kept["stack"], kept["reference"], kept["last"]
 
 
+@holds_model
 def logit_lens(
     model: nn.Module,
     inputs: object,

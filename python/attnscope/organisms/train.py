@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from ..atomic_files import write_text
+
 HERE = Path(__file__).resolve().parent
 N_SEGMENT_TOKENS = 128
 SPECIALS = ["<pad>", "<bos>", "<unk>"]  # ids 0, 1, 2; token tK has id K + 3
@@ -124,7 +126,7 @@ def train_induction(out: Path, steps: int = 1500, batch: int = 64, lr: float = 3
     metrics = {"steps": steps, "batch": batch, "lr": lr, "seed": seed, "heads": heads, "min_segment": min_segment, "train_seconds": round(seconds, 1),
                "torch_threads": torch.get_num_threads(), **{f"accuracy_{k}": round(v, 4) for k, v in acc.items()}}
     metrics.update(_head_scores(model, tokenizer))
-    (out / "training.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_text(out / "training.json", json.dumps(metrics, indent=2) + "\n")
     write_model_card(out, metrics)
     return metrics
 
@@ -132,7 +134,7 @@ def train_induction(out: Path, steps: int = 1500, batch: int = 64, lr: float = 3
 def write_model_card(out: Path, metrics: dict) -> None:
     """README.md of the folder, from the metrics of ``training.json``."""
     (il, ih), (pl, ph) = metrics["best_induction_head"], metrics["best_prev_token_head"]
-    (out / "README.md").write_text(MODEL_CARD.format(**metrics, il=il, ih=ih, pl=pl, ph=ph))
+    write_text(out / "README.md", MODEL_CARD.format(**metrics, il=il, ih=ih, pl=pl, ph=ph))
 
 
 MODEL_CARD = """---

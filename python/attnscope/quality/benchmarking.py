@@ -20,19 +20,12 @@ from ..inputs import model_device, model_inputs
 from ..results.quality import BenchmarkResult
 from . import metrics as metrics_catalog
 from .evaluation import evaluate
+from ..arguments import name_list, text_list
+from ..model_lock import holds_model
 
 __all__ = ["benchmark"]
 
 ROWS = resume.ROWS
-
-
-def _check_texts(texts: Any) -> list[str]:
-    if isinstance(texts, str) or not isinstance(texts, Sequence) or not texts:
-        raise ValueError("texts must be a non-empty list of strings")
-    bad = next((i for i, t in enumerate(texts) if not (isinstance(t, str) and t.strip())), None)
-    if bad is not None:
-        raise ValueError(f"texts[{bad}] is not a non-empty string: {texts[bad]!r}")
-    return list(texts)
 
 
 def _per_text(value: Any, n: int, what: str) -> list | None:
@@ -57,6 +50,7 @@ def _done(out: Path | None, meta: dict) -> dict[tuple[str, int], list[dict]]:
     return done
 
 
+@holds_model
 def benchmark(
     model: nn.Module,
     tokenizer: Any,
@@ -90,8 +84,8 @@ def benchmark(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module (a Hugging Face model), got {type(model).__name__}")
-    texts = _check_texts(texts)
-    names = list(methods) if methods is not None else list(methods_catalog.names())
+    texts = text_list(texts)
+    names = name_list(methods, "methods") or ([] if methods is not None else list(methods_catalog.names()))
     if not names:
         raise ValueError("methods is empty; pass names from ats.list_methods()")
     for name in names:

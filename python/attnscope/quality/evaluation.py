@@ -31,6 +31,7 @@ from . import robustness, sanity
 from . import scores as rules
 from .faithfulness import FaithfulnessOptions, faithfulness
 from .removal import KV_MIN_SAVING, REMOVALS, SCORES, Remover, ScoredTarget, prefix_saving
+from ..model_lock import holds_model
 
 __all__ = ["FIXED", "evaluate"]
 
@@ -151,6 +152,7 @@ def _own_target(described: Any) -> Target | None:
     return Class(index) if match.group(1) == "Class" else TokenId(index)
 
 
+@holds_model
 def evaluate(
     model: nn.Module,
     inputs: Any,

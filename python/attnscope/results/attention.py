@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import Tensor
@@ -39,6 +39,22 @@ class AttentionResult(FigureExport):
         grad_sources: one callable per layer returning that layer's dF/dP once a backward has run (set by the
             capture engine with ``grad=True``; read through ``.grad``; not saved).
     """
+
+    # What a loaded result is checked against (attnscope.results.validation).
+    SHAPES: ClassVar[dict[str, Any]] = {
+        "weights": ("float layer batch head query key", "float layer batch query key"),
+        "layers": "list layer",
+        "heads": "list head",
+        "topk_values": ("float layer batch head query k", "float layer batch query k"),
+        "topk_indices": ("int layer batch head query k", "int layer batch query k"),
+        "entropy": ("float layer batch head query", "float layer batch query"),
+        "input_ids": "int batch seq",
+        "tokens": "list batch",
+        "attention_mask": "mask batch seq",
+        "key_input_ids": "int batch key_seq",
+        "key_tokens": "list batch",
+        "key_attention_mask": "mask batch key_seq",
+    }
 
     weights: Tensor | None
     layers: list[int]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -52,6 +53,17 @@ class AttributionResult(FigureExport):
             class, a language model's next token at the last input position), its id ``[batch]`` and softmax
             probability ``[batch]``; None for models without logits (sentence encoders) and encoder-decoder models.
     """
+
+    # What a loaded result is checked against (attnscope.results.validation).
+    SHAPES: ClassVar[dict[str, Any]] = {
+        "scores": "float batch seq", "raw": "float batch seq hidden", "tokens": "list batch",
+        "input_ids": "int batch seq", "attention_mask": "mask batch seq", "delta": "float batch",
+        "n_steps_used": "any batch", "f_input": "float batch", "f_baseline": "float batch",
+        "feature_scores": "float batch feature", "feature_mask": "int batch seq", "intercept": "float batch",
+        "local_r2": "float batch", "n_forwards": "any batch", "decoder_scores": "float batch target",
+        "decoder_raw": "float batch target hidden", "decoder_tokens": "list batch",
+        "decoder_input_ids": "int batch target", "decoder_attention_mask": "mask batch target",
+    }
 
     scores: Tensor
     raw: Tensor

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -29,6 +30,13 @@ class DLAResult(FigureExport):
     The accessors ``contributions``, ``by_layer`` and ``by_head`` drop the batch axis when the batch holds
     one example.
     """
+
+    # What a loaded result is checked against (attnscope.results.validation).
+    SHAPES: ClassVar[dict[str, Any]] = {
+        "names": "list component", "values": "float batch component", "heads": "float batch layer head",
+        "attn": "float batch layer", "mlp": "float batch layer", "logit": "float batch", "delta": "float batch",
+        "target_ids": "int batch target", "tokens": "list batch", "positions": "int batch",
+    }
 
     names: list[str]
     values: Tensor

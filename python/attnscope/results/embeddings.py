@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -24,6 +25,12 @@ class TokenNeighbors(FigureExport):
         space: "input" (word embeddings) or "output" (unembedding rows).
         metric: "cosine" or "logit".
     """
+
+    # What a loaded result is checked against (attnscope.results.validation).
+    SHAPES: ClassVar[dict[str, Any]] = {
+        "queries": "list query", "query_ids": "int query", "ids": "int query k", "scores": "float query k",
+        "tokens": "list query",
+    }
 
     queries: list[str]
     query_ids: Tensor | None
@@ -95,6 +102,9 @@ class EmbeddingProjection(FigureExport):
         explained: ``[2]`` share of the variance of the centred rows each axis explains.
         space: "input" or "output"; method: "pca".
     """
+
+    # What a loaded result is checked against (attnscope.results.validation).
+    SHAPES: ClassVar[dict[str, Any]] = {"tokens": "list n", "ids": "int n", "coords": "float n xy", "explained": "float xy"}
 
     tokens: list[str]
     ids: Tensor

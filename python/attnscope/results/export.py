@@ -10,15 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..atomic_files import replacing
+
 
 def save_figure(fig: Any, path: str | Path, fmt: str, dpi: int) -> Path:
     """Write ``fig`` as ``fmt`` ("png" or "svg") and close it (figures left open pile up in scripts)."""
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fig.savefig(path, format=fmt, dpi=dpi, bbox_inches="tight")
+        with replacing(path) as tmp:  # atomically, as every file attnscope writes
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
     return path

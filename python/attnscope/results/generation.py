@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -35,6 +36,13 @@ class GenerationAttribution(FigureExport):
         prefix_ids, prefix_tokens: encoder-decoder models: the decoder's tokens before the generated ones (its
             start token), the columns between the source (``prompt_*``) and the generated tokens; empty otherwise.
     """
+
+    # What a loaded result is checked against (attnscope.results.validation).
+    SHAPES: ClassVar[dict[str, Any]] = {
+        "matrix": "float generated source", "prompt_ids": "int prompt", "generated_ids": "int generated",
+        "prompt_tokens": "list prompt", "generated_tokens": "list generated", "step_scores": "float generated",
+        "prefix_ids": "int prefix", "prefix_tokens": "list prefix",
+    }
 
     matrix: Tensor
     prompt_ids: Tensor

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -28,6 +29,14 @@ class LensResult(FigureExport):
         vocab: ``{str(id): token string}`` for every id in ``topk_ids`` and ``target_ids``.
         target: description of the resolved target; target_kind: "token" or "contrast"; n_layers: the model's.
     """
+
+    # What a loaded result is checked against (attnscope.results.validation).
+    SHAPES: ClassVar[dict[str, Any]] = {
+        "topk_ids": "int layer batch pos k", "topk_probs": "float layer batch pos k", "target_ids": "int batch t",
+        "target_probs": "float layer batch pos t", "target_logprobs": "float layer batch pos t",
+        "target_ranks": "int layer batch pos t", "entropy": "float layer batch pos", "kl": "float layer batch pos",
+        "layers": "list layer", "positions": "list pos", "tokens": "list batch", "attention_mask": "mask batch seq",
+    }
 
     topk_ids: Tensor
     topk_probs: Tensor

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -29,6 +29,14 @@ class NeuronStats(FigureExport):
         n_texts, n_tokens, truncated: corpus size (texts, non-padding tokens, texts cut to the model's length).
         vocab: token id -> string for the ids in the context windows.
     """
+
+    # What a loaded result is checked against (attnscope.results.validation).
+    SHAPES: ClassVar[dict[str, Any]] = {
+        "layers": "list layer", "top_values": "float layer neuron k", "top_text": "int layer neuron k",
+        "top_position": "int layer neuron k", "context_ids": "int layer neuron k window",
+        "context_acts": "float layer neuron k window", "mean": "float layer neuron", "max": "float layer neuron",
+        "frequency": "float layer neuron",
+    }
 
     layers: list[int]
     site: str

@@ -14,6 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..atomic_files import write_text
+
 _ids = itertools.count()
 
 
@@ -66,10 +68,7 @@ class View:
         self.height = height
 
     def save_html(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.html, encoding="utf-8")
-        return path
+        return write_text(path, self.html)
 
     def _repr_html_(self) -> str:
         # An iframe keeps the view's CSS and JS to itself and needs no notebook extension.

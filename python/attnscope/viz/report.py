@@ -6,6 +6,7 @@ import html
 from pathlib import Path
 from typing import Sequence
 
+from ..atomic_files import write_text
 from .html import View, fragment, page
 
 
@@ -25,6 +26,5 @@ def write_report(path: str | Path, sections: Sequence[tuple[str, str, View]], *,
                                                             title=view.title))
             + "</section>"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page("\n".join(parts), title=title), encoding="utf-8")
+    write_text(path, page("\n".join(parts), title=title))
     return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Sequence
 
 from .html import View, page
@@ -34,6 +35,18 @@ class TableView(View):
         self.html = page(self.body_html, title=title)
 
 
+# Right-to-left letters and direction controls (as views.js's BIDI).
+_BIDI = re.compile("[\u0590-\u08ff\u200e\u200f\u202a-\u202e\u2066-\u2069\ufb1d-\ufdff\ufe70-\ufefe"
+                   "\U00010800-\U00010fff\U0001e800-\U0001efff]")
+
+
+def _isolated(text: object) -> str:
+    """Escaped; a name holding right-to-left letters or direction controls goes between first-strong isolate and
+    pop directional isolate, so that its direction cannot reorder the rest of the tooltip."""
+    text = html.escape(str(text))
+    return "\u2068" + text + "\u2069" if _BIDI.search(text) else text
+
+
 def score_table_view(rows: Sequence[str], columns: Sequence[str], values: Sequence[Sequence[float]], *,
                higher_is_better: Sequence[bool], text: Sequence[Sequence[str]] | None = None,
                title: str = "attnscope · table", note: str = "") -> TableView:
@@ -53,8 +66,8 @@ def score_table_view(rows: Sequence[str], columns: Sequence[str], values: Sequen
             best = position == len(ordered) - 1
             shown = text[r][c] if text is not None else f"{values[r][c]:.4g}"
             cells[r][c] = (f"<td class=\"ats-cell{' ats-best' if best else ''}\" data-rank=\"{rank:.3f}\" "
-                           f"style=\"background:{_colour(rank)}\" title=\"{html.escape(str(rows[r]))} · "
-                           f"{html.escape(str(columns[c]))}\">{html.escape(shown)}{' &#9733;' if best else ''}</td>")
+                           f"style=\"background:{_colour(rank)}\" title=\"{_isolated(rows[r])} · "
+                           f"{_isolated(columns[c])}\">{html.escape(shown)}{' &#9733;' if best else ''}</td>")
         for r in range(len(rows)):
             if not cells[r][c]:
                 cells[r][c] = "<td class=\"ats-cell\" style=\"background:#eee\">n/a</td>"

@@ -36,6 +36,7 @@ from ...adapters.seq2seq import decoder_start_id, is_encoder_decoder
 from .run import GenerationRun
 from .seq2seq import Seq2SeqGenerationRun
 from .step_target import StepTarget
+from ...model_lock import holds_model
 
 ENGINES = ("auto", "is_grads_batched", "expanded")
 
@@ -81,6 +82,7 @@ def _continuation_ids(continuation: object, tokenizer: object) -> list[int]:
     raise TypeError(f"continuation must be a string or token ids, got {type(continuation).__name__}")
 
 
+@holds_model
 def attribute_generation(
     model: nn.Module,
     tokenizer: object,

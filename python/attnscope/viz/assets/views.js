@@ -9,6 +9,10 @@
     if (text !== undefined) e.textContent = text;
     return e;
   }
+  // A token inside a longer string (tooltips): when it holds right-to-left letters or direction controls, it goes
+  // between first-strong isolate and pop directional isolate, so that its direction ends with it.
+  var BIDI = /[\u0590-\u08ff\u200e\u200f\u202a-\u202e\u2066-\u2069\ufb1d-\ufdff\ufe70-\ufefe\ud802\ud803\ud83a\ud83b]/;
+  function iso(t) { t = String(t); return BIDI.test(t) ? "\u2068" + t + "\u2069" : t; }
   function fmt(v) { return (Math.abs(v) >= 0.01 || v === 0) ? v.toFixed(3) : v.toExponential(2); }
   // Symmetric diverging scale: max |score| is full colour, positive red, negative blue, zero white.
   function diverging(v, maxAbs) {
@@ -66,7 +70,7 @@
           var s = el("span", "ats-token", part.tokens[i]);
           s.style.backgroundColor = diverging(part.scores[i], data.max_abs);
           if (data.max_abs > 0 && Math.abs(part.scores[i]) / data.max_abs > 0.55) s.style.color = "#fff";
-          s.title = part.tokens[i] + ": " + fmt(part.scores[i]);
+          s.title = iso(part.tokens[i]) + ": " + fmt(part.scores[i]);
           s.setAttribute("data-score", String(part.scores[i]));
           frag.appendChild(s);
         }
@@ -215,7 +219,7 @@
       var cell = Math.max(4, Math.floor(480 / n));
       var c = heatmap(data.cells[li][hi], nr, nc, cell, sequential, scale);
       hoverCells(c, cell, nr, nc, function (i, j) {
-        return rowLabels[i] + " \u2192 " + data.labels[j] + ": " + fmt(data.cells[li][hi][i * nc + j]);
+        return iso(rowLabels[i]) + " \u2192 " + iso(data.labels[j]) + ": " + fmt(data.cells[li][hi][i * nc + j]);
       }, tip);
       big.appendChild(c);
     }
@@ -267,7 +271,7 @@
       var rect = c.getBoundingClientRect();
       var jj = Math.floor((ev.clientX - rect.left - left) / cell), ii = Math.floor((ev.clientY - rect.top - top) / cellH);
       if (ii >= 0 && ii < nr && jj >= 0 && jj < nc) {
-        tip.show(data.row_title + " " + data.rows[ii] + "\n" + data.col_title + " " + data.cols[jj] + "\n" + fmt(data.values[ii * nc + jj]), ev);
+        tip.show(data.row_title + " " + iso(data.rows[ii]) + "\n" + data.col_title + " " + iso(data.cols[jj]) + "\n" + fmt(data.values[ii * nc + jj]), ev);
       } else tip.hide();
     });
     c.addEventListener("mouseleave", tip.hide);
@@ -326,7 +330,7 @@
         var d = Math.pow(sx(p[0]) - mx, 2) + Math.pow(sy(p[1]) - my, 2);
         if (d < bd) { bd = d; best = i; }
       });
-      if (best >= 0) tip.show(data.labels[best] + "\n" + fmt(data.points[best][0]) + ", " + fmt(data.points[best][1]), ev);
+      if (best >= 0) tip.show(iso(data.labels[best]) + "\n" + fmt(data.points[best][0]) + ", " + fmt(data.points[best][1]), ev);
       else tip.hide();
     });
     c.addEventListener("mouseleave", tip.hide);
@@ -370,9 +374,9 @@
     table.insertBefore(head, table.firstChild);
     function describe(li, j, c) {
       var lines = ["layer " + data.layers[li] + ", position " + j + " (" + data.positions[j] + ")"];
-      c.top.forEach(function (tp, r) { lines.push((r + 1) + ". " + tp[0] + "  " + fmt(tp[1])); });
+      c.top.forEach(function (tp, r) { lines.push((r + 1) + ". " + iso(tp[0]) + "  " + fmt(tp[1])); });
       lines.push("entropy " + fmt(c.entropy) + " nats, KL to final " + fmt(c.kl));
-      data.targets.forEach(function (t, k) { lines.push("target " + t + ": p " + fmt(c.target[k]) + ", rank " + c.rank[k]); });
+      data.targets.forEach(function (t, k) { lines.push("target " + iso(t) + ": p " + fmt(c.target[k]) + ", rank " + c.rank[k]); });
       return lines.join("\n");
     }
     var box = el("div", "ats-matrix"); box.appendChild(table);
