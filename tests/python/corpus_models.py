@@ -49,3 +49,39 @@ def true_output(text: str) -> float:
 def random_texts(n: int, seed: int = 0, lo: int = 3, hi: int = 12) -> list[str]:
     rng = random.Random(seed)
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(lo, hi))) for _ in range(n)]
+
+
+def reviews(n: int, seed: int = 0) -> tuple[list[str], list[int]]:
+    """Synthetic reviews: filler words and one sentiment word of the label's side; a third also carry one of the
+    other side (hard cases)."""
+    rng = random.Random(seed)
+    pos, neg = ["great", "wonderful", "loved", "fun", "superb"], ["awful", "boring", "hated", "dull", "poor"]
+    filler = "the a movie film plot story acting music was is really very quite and but".split()
+    texts, labels = [], []
+    for _ in range(n):
+        label = rng.randrange(2)
+        words = rng.sample(filler, 5) + [rng.choice(pos if label else neg)]
+        if rng.random() < 0.3:
+            words.append(rng.choice(neg if label else pos))
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append(label)
+    return texts, labels
+
+
+def minilm_sentiment(path: str, n_fit: int = 80):
+    """MiniLM with a two-class head fitted in closed form (ridge on the pooled output) to ``reviews``' labels."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    clf = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1}).eval()
+    texts, labels = reviews(n_fit, seed=1)
+    with torch.no_grad():
+        pooled = clf.bert(**tok(texts, padding=True, return_tensors="pt")).pooler_output.double()
+        y = torch.tensor(labels, dtype=torch.double) * 2 - 1
+        X = torch.cat([pooled, torch.ones(n_fit, 1, dtype=torch.double)], 1)
+        w = torch.linalg.solve(X.T @ X + 1e-2 * torch.eye(X.shape[1], dtype=torch.double), X.T @ y)
+        clf.classifier.weight.copy_(torch.stack([-w[:-1], w[:-1]]).float() / 2)
+        clf.classifier.bias.copy_(torch.stack([-w[-1], w[-1]]).float() / 2)
+    return clf, tok

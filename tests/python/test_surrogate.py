@@ -13,7 +13,7 @@ import pytest
 import attnscope as ats
 
 from attribution_models import word_tokenizer
-from corpus_models import BIAS, TRUE_COEF, PresenceModel, random_texts, true_output
+from corpus_models import BIAS, TRUE_COEF, PresenceModel, minilm_sentiment, random_texts, reviews, true_output
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +39,9 @@ def test_lasso_recovers_support_and_coefficients(presence_run):
     assert fit.fidelity["r2"] > 0.999 and fit.fidelity["agreement"] == 1.0 and fit.fidelity["converged"]
     assert fit.disagreements.empty
     # a large penalty keeps only the strongest features (sparsity is the point)
-    strong = presence_run.surrogate(alpha=0.4).to_pandas()
-    assert set(strong.index) <= set(TRUE_COEF) and "cat" in strong.index
-    assert presence_run.surrogate(alpha=0.4).fidelity["r2"] < fit.fidelity["r2"]
+    strong = presence_run.surrogate(alpha=0.2)
+    assert set(strong.to_pandas().index) <= set(TRUE_COEF) and "cat" in strong.to_pandas().index
+    assert strong.fidelity["r2"] < fit.fidelity["r2"] and strong.fidelity["n_nonzero"] < len(TRUE_COEF)
 
 
 def test_predict_matches_the_model_on_new_texts(presence_run):
@@ -92,19 +92,14 @@ def test_bad_surrogate_arguments(presence_run):
 
 
 def test_minilm_held_out_fidelity(minilm_path, capsys):
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(minilm_path, num_labels=2).eval()
-    tok = AutoTokenizer.from_pretrained(minilm_path)
-    rng = np.random.default_rng(0)
-    words = ("good bad great awful fine movie film plot actor acting boring fun long short story music scene "
-             "loved hated the a was is very not really").split()
-    texts = [" ".join(rng.choice(words, size=rng.integers(4, 12))) for _ in range(160)]
-    ds = ats.attribute_dataset(model, tok, texts, method="saliency", batch_size=32, progress=False)
-    fit = ds.surrogate(features="words", alpha=0.002)
+    clf, tok = minilm_sentiment(minilm_path)
+    texts, labels = reviews(200, seed=2)
+    ds = ats.attribute_dataset(clf, tok, texts, labels=labels, method="saliency", batch_size=40, progress=False)
+    fit = ds.surrogate(features="words", alpha=0.01)
     with capsys.disabled():
-        print(f"\nMiniLM (random 2-class head) word surrogate: {fit}")
-    assert fit.fidelity["n_test"] == 40 and math.isfinite(fit.fidelity["r2"])
-    assert fit.fidelity["r2"] > 0.3  # a bag of words explains much of a mean-pooled classifier's logit difference
+        print(f"\nMiniLM sentiment head, word surrogate: {fit}")
+    assert fit.fidelity["n_test"] == 50 and fit.task == "binary"
+    # better than the best constant: positive held-out R², agreement above the majority class's share
+    model_classes = [ex["prediction"] for ex in ds.examples]
+    majority = max(model_classes.count(0), model_classes.count(1)) / len(model_classes)
+    assert fit.fidelity["r2"] > 0 and fit.fidelity["agreement"] > majority
