@@ -80,12 +80,12 @@ def main() -> None:
     import ray
 
     import attnscope as ats
-    from attnscope.attribution.ray_engine import local_cluster_options
+    from attnscope.attribution.ray_engine import start_local_cluster
 
     torch.set_num_threads(2)
     folder, texts = model_folder(), reviews(args.texts)
     t0 = time.perf_counter()
-    ray.init(**local_cluster_options(num_cpus=2))
+    start_local_cluster(num_cpus=2)
     cluster_start = time.perf_counter() - t0
     run = lambda **kw: ats.attribute_dataset(str(folder), None, texts, method="saliency", batch_size=BATCH,  # noqa: E731
                                              progress=False, **kw)

@@ -396,9 +396,9 @@ NOTEBOOKS = {
         new_code_cell("ds.show()"),
         new_markdown_cell("## The same job on Ray\nA local cluster on 127.0.0.1 with two CPUs and two workers; each "
                           "loads the model once from its folder. The rows are the local engine's, exactly."),
-        new_code_cell("import ray, tempfile\nfrom attnscope.attribution.ray_engine import local_cluster_options\n"
+        new_code_cell("import ray, tempfile\nfrom attnscope.attribution.ray_engine import start_local_cluster\n"
                       "folder = tempfile.mkdtemp()\nclf.save_pretrained(folder); tokenizer.save_pretrained(folder)\n"
-                      "ray.init(**local_cluster_options(num_cpus=2))\n"
+                      "start_local_cluster(num_cpus=2)\n"
                       "try:\n"
                       "    on_ray = ats.attribute_dataset(folder, None, texts, labels=labels, method='input_x_gradient',\n"
                       "                                   batch_size=32, engine='ray', num_workers=2, progress=False)\n"

@@ -25,9 +25,9 @@ pytest.importorskip("ray.data")
 @pytest.fixture(scope="module")
 def cluster():
     """One cluster for the module, on this machine only."""
-    from attnscope.attribution.ray_engine import local_cluster_options
+    from attnscope.attribution.ray_engine import start_local_cluster
 
-    ray.init(**local_cluster_options(num_cpus=2))
+    start_local_cluster(num_cpus=2)
     yield ray
     ray.shutdown()
 

@@ -13,6 +13,7 @@ down after the run; a given address is probed first, so a closed port fails in `
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -37,9 +38,31 @@ def require_ray():
 
 
 def local_cluster_options(num_cpus: int | None = None) -> dict:
-    """``ray.init`` options for a cluster on this machine only: 127.0.0.1, no dashboard, a small object store."""
+    """``ray.init`` options for a cluster on this machine only: no dashboard, a small object store, quiet."""
     return {"num_cpus": num_cpus, "include_dashboard": False, "_node_ip_address": "127.0.0.1",
             "object_store_memory": 256 * 1024 * 1024, "log_to_driver": False, "configure_logging": False}
+
+
+@contextlib.contextmanager
+def _loopback_only():
+    """Ray turns 127.0.0.1 into the machine's routable address unless it runs single-node (its switch for
+    Windows and macOS); held only while the node starts, so the node, GCS and workers register on 127.0.0.1."""
+    from ray._private import ray_constants
+
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
+
+
+def start_local_cluster(num_cpus: int | None = None) -> None:
+    """Start Ray on 127.0.0.1 only (no dashboard): what engine="ray" does without an address, and what tests,
+    the notebook and the benchmark call to hold one cluster for several runs."""
+    ray = require_ray()
+    with _loopback_only():
+        ray.init(**local_cluster_options(num_cpus))
 
 
 def probe(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
@@ -67,7 +90,7 @@ def _connect(ray, address: str | None, num_workers: int) -> bool:
         probe(address)
         ray.init(address=address, log_to_driver=False, configure_logging=False)
         return False
-    ray.init(**local_cluster_options(max(2, os.cpu_count() or 2)))
+    start_local_cluster(max(2, os.cpu_count() or 2))
     return True
 
 
@@ -110,9 +133,8 @@ def _check_meta(out_dir: Path, meta: dict) -> None:
 class ShardWorker:
     """One Ray actor: loads the model once, then attributes whole shards and writes each as a Parquet file."""
 
-    def __init__(self, model_dir: str, texts_ref: Any, labels_ref: Any, shard_dir: str, batch_size: int,
-                 options: dict, use_gpu: bool, threads: int) -> None:
-        import ray
+    def __init__(self, model_dir: str, shard_dir: str, batch_size: int, options: dict, use_gpu: bool,
+                 threads: int) -> None:
         import torch
 
         from ..commands import load_model_dir
@@ -121,7 +143,6 @@ class ShardWorker:
         self.model, self.tokenizer = load_model_dir(Path(model_dir))
         if use_gpu and torch.cuda.is_available():
             self.model.to("cuda")
-        self.texts, self.labels = ray.get(texts_ref), ray.get(labels_ref)
         self.shard_dir, self.batch_size, self.options = Path(shard_dir), batch_size, options
         (self.shard_dir / f"worker-{os.getpid()}.pid").write_text(str(os.getpid()))  # who to blame (and tests)
 
@@ -139,11 +160,17 @@ class ShardWorker:
         from .dataset_rows import batch_rows
 
         counts = []
-        for shard, start, stop in zip(batch["shard"].tolist(), batch["start"].tolist(), batch["stop"].tolist()):
+        for shard, start, texts, labels in zip(batch["shard"].tolist(), batch["start"].tolist(), batch["texts"],
+                                               batch["labels"]):
+            # the shard's texts by corpus index, so rows carry the same indices as the local engine's
+            by_index = {start + j: str(t) for j, t in enumerate(texts)}
+            gold = {start + j: v for j, v in enumerate(json.loads(labels))}
+            stop = start + len(texts)
             rows = []
             for s in range(start, stop, self.batch_size):
-                rows += batch_rows(self.model, self.tokenizer, self.texts, self.labels,
-                                   list(range(s, min(stop, s + self.batch_size))), **self.options)
+                rows += batch_rows(self.model, self.tokenizer, by_index, gold if any(v is not None for v in
+                                   gold.values()) else None, list(range(s, min(stop, s + self.batch_size))),
+                                   **self.options)
             self._write(shard, rows)
             counts.append(len(rows))
         return {"shard": batch["shard"], "rows": counts}
@@ -200,13 +227,16 @@ def _map_shards(ray, todo, corpus, folder, shard_dir, batch_size, num_workers, r
     from ray.data import ActorPoolStrategy
     from tqdm.auto import tqdm
 
-    items = [{"shard": k, "start": s, "stop": e} for k, s, e in todo]
-    constructor = dict(model_dir=str(folder), texts_ref=ray.put(corpus.texts), labels_ref=ray.put(corpus.labels),
-                       shard_dir=str(shard_dir), batch_size=batch_size, options=options,
+    # each row carries its shard's texts and labels (labels as JSON: a column of mixed ints, names and None)
+    labels = corpus.labels or [None] * len(corpus.texts)
+    items = [{"shard": k, "start": s, "texts": corpus.texts[s:e], "labels": json.dumps(labels[s:e])}
+             for k, s, e in todo]
+    constructor = dict(model_dir=str(folder), shard_dir=str(shard_dir), batch_size=batch_size, options=options,
                        use_gpu=bool(resources.get("num_gpus")), threads=max(1, int(resources["num_cpus"])))
+    # Ray Data restarts a dead actor and retries its task by default (max_restarts=-1, max_task_retries=-1)
     mapped = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         ShardWorker, batch_size=1, compute=ActorPoolStrategy(size=num_workers), fn_constructor_kwargs=constructor,
-        max_restarts=-1, max_task_retries=-1, **resources)
+        **resources)
     with tqdm(total=n_shards, initial=n_shards - len(todo), desc="attnscope ray shards", unit="shard",
               disable=not progress) as bar:
         for batch in mapped.iter_batches(batch_size=1, batch_format="numpy"):
