@@ -85,3 +85,20 @@ def minilm_sentiment(path: str, n_fit: int = 80):
         clf.classifier.weight.copy_(torch.stack([-w[:-1], w[:-1]]).float() / 2)
         clf.classifier.bias.copy_(torch.stack([-w[-1], w[-1]]).float() / 2)
     return clf, tok
+
+
+def block_imports(monkeypatch, package: str) -> None:
+    """Make ``import package`` (and its submodules) fail for the rest of the test, as if it were not installed."""
+    import builtins
+    import sys
+
+    real_import = builtins.__import__
+
+    def blocked(name, *args, **kwargs):
+        if name.split(".")[0] == package:
+            raise ImportError(f"{package} is blocked by the test")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", blocked)
+    for mod in [m for m in sys.modules if m.split(".")[0] == package]:
+        monkeypatch.delitem(sys.modules, mod)

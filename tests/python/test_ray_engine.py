@@ -3,11 +3,9 @@ engine; a SIGKILLed worker loses and duplicates nothing; a missing Ray and a clo
 
 from __future__ import annotations
 
-import builtins
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 
@@ -16,7 +14,7 @@ import pytest
 import attnscope as ats
 
 from attribution_models import tiny_bert, word_tokenizer
-from corpus_models import random_texts
+from corpus_models import block_imports, random_texts
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
@@ -135,16 +133,7 @@ def test_bad_ray_arguments(model_dir, texts):
 
 
 def test_missing_ray_is_a_clear_error(model_dir, texts, monkeypatch):
-    real_import = builtins.__import__
-
-    def blocked(name, *args, **kwargs):
-        if name.split(".")[0] == "ray":
-            raise ImportError("blocked")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", blocked)
-    for mod in [m for m in sys.modules if m.split(".")[0] == "ray"]:
-        monkeypatch.delitem(sys.modules, mod)
+    block_imports(monkeypatch, "ray")
     with pytest.raises(ImportError, match=r"pip install 'attnscope\[ray\]'"):
         ats.attribute_dataset(str(model_dir), None, texts[:4], engine="ray", progress=False)
     # the local engine needs no Ray

@@ -3,9 +3,7 @@ recovers the support and the coefficients; a tree surrogate through scikit-learn
 
 from __future__ import annotations
 
-import builtins
 import math
-import sys
 
 import numpy as np
 import pytest
@@ -13,7 +11,8 @@ import pytest
 import attnscope as ats
 
 from attribution_models import word_tokenizer
-from corpus_models import BIAS, TRUE_COEF, PresenceModel, minilm_sentiment, random_texts, reviews, true_output
+from corpus_models import (BIAS, TRUE_COEF, PresenceModel, block_imports, minilm_sentiment, random_texts, reviews,
+                           true_output)
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +61,7 @@ def test_tree_surrogate_and_view(presence_run):
 
 
 def test_tree_without_scikit_learn_says_how_to_get_it(presence_run, monkeypatch):
-    real_import = builtins.__import__
-
-    def blocked(name, *args, **kwargs):
-        if name.split(".")[0] == "sklearn":
-            raise ImportError("blocked")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", blocked)
-    for mod in [m for m in sys.modules if m.split(".")[0] == "sklearn"]:
-        monkeypatch.delitem(sys.modules, mod)
+    block_imports(monkeypatch, "sklearn")
     with pytest.raises(ImportError, match="pip install scikit-learn"):
         presence_run.surrogate(kind="tree")
 

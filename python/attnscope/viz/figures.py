@@ -40,6 +40,15 @@ def _axis(x0: float, x1: float, left: int, width: int, top: int, height: int) ->
     return "".join(parts), sx
 
 
+def _svg(cls: str, parts: list[str], right: float, bottom: float, x_title: str) -> str:
+    """The figure's ``parts`` in an SVG element, with the x axis title centred under the plot area."""
+    height = bottom + 34
+    centre = (160 + right) / 2  # the plot area starts at 160 (row labels to its left)
+    title = f"<text x=\"{centre}\" y=\"{height - 4}\" text-anchor=\"middle\">{_esc(x_title)}</text>"
+    return (f"<svg class=\"ats-fig {cls}\" width=\"{right + 20}\" height=\"{height}\" "
+            f"xmlns=\"http://www.w3.org/2000/svg\">{''.join(parts)}{title}</svg>")
+
+
 def summary_svg(features: Sequence[str], values: Sequence[Sequence[float]], *, max_points: int = 300,
                 x_title: str = "attribution") -> str:
     """One row per feature (top first): each occurrence's score as a dot (jittered vertically, at most ``max_points``
@@ -60,10 +69,7 @@ def summary_svg(features: Sequence[str], values: Sequence[Sequence[float]], *, m
         mean = sum(vs) / len(vs) if vs else 0.0
         parts.append(f"<line class=\"ats-mean\" x1=\"{sx(mean):.1f}\" x2=\"{sx(mean):.1f}\" y1=\"{y - 8:.1f}\" "
                      f"y2=\"{y + 8:.1f}\" stroke=\"#000\" stroke-width=\"2\"/>")
-    height = top + row_h * len(features) + 34
-    parts.append(f"<text x=\"{left + width / 2}\" y=\"{height - 4}\" text-anchor=\"middle\">{_esc(x_title)}</text>")
-    return (f"<svg class=\"ats-fig ats-summary\" width=\"{left + width + 20}\" height=\"{height}\" "
-            f"xmlns=\"http://www.w3.org/2000/svg\">{''.join(parts)}</svg>")
+    return _svg("ats-summary", parts, left + width, top + row_h * len(features), x_title)
 
 
 def bars_svg(labels: Sequence[str], values: Sequence[float], *, lows: Sequence[float] | None = None,
@@ -83,10 +89,7 @@ def bars_svg(labels: Sequence[str], values: Sequence[float], *, lows: Sequence[f
         if lows is not None and highs is not None and math.isfinite(lows[r]) and math.isfinite(highs[r]):
             parts.append(f"<line x1=\"{sx(lows[r]):.1f}\" x2=\"{sx(highs[r]):.1f}\" y1=\"{y + row_h / 2}\" "
                          f"y2=\"{y + row_h / 2}\" stroke=\"#222\"/>")
-    height = top + row_h * len(labels) + 34
-    parts.append(f"<text x=\"{left + width / 2}\" y=\"{height - 4}\" text-anchor=\"middle\">{_esc(x_title)}</text>")
-    return (f"<svg class=\"ats-fig ats-bars-svg\" width=\"{left + width + 20}\" height=\"{height}\" "
-            f"xmlns=\"http://www.w3.org/2000/svg\">{''.join(parts)}</svg>")
+    return _svg("ats-bars-svg", parts, left + width, top + row_h * len(labels), x_title)
 
 
 def frame_html(frame: pd.DataFrame, *, index: bool = True, caption: str = "") -> str:
