@@ -208,6 +208,8 @@ def run_ray(model: Any, tokenizer: Any, corpus: Any, *, method: str, target: Any
     _check_meta(out_dir, {**meta, "engine": "ray", "batch_size": batch_size, "batches_per_shard": batches_per_shard})
     shard_dir = out_dir / SHARDS
     shard_dir.mkdir(parents=True, exist_ok=True)
+    for stale in [*shard_dir.glob("*.part"), *shard_dir.glob("worker-*.pid")]:  # a killed run's leftovers
+        stale.unlink()
     plan = shard_plan(len(corpus.texts), batch_size, batches_per_shard)
     todo = [p for p in plan if not shard_path(shard_dir, p[0]).exists()]
     folder = _model_folder(model, tokenizer, out_dir)
