@@ -168,6 +168,8 @@ def attribute_dataset(
                        **options)
     else:
         done = _run_local(model, tokenizer, corpus, **options)
+    for i, row in done.items():  # gold labels are not part of the computation: a resumed run takes today's
+        row["label"] = None if corpus.labels is None else corpus.labels[i]
     special = sorted(getattr(tokenizer, "all_special_tokens", None) or [])
     return DatasetAttribution(examples=[done[i] for i in range(len(corpus.texts))], method=method,
                               target=meta["target"], special_tokens=special, class_names=_class_names(model))
