@@ -82,7 +82,7 @@ def probe(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
                               "or pass ray_address=None for a local one") from None
 
 
-def _connect(ray, address: str | None, num_workers: int) -> bool:
+def _connect(ray, address: str | None) -> bool:
     """Join ``address`` or the running cluster, or start a local one; True when this call started it."""
     if ray.is_initialized():
         return False
@@ -213,7 +213,7 @@ def run_ray(model: Any, tokenizer: Any, corpus: Any, *, method: str, target: Any
     plan = shard_plan(len(corpus.texts), batch_size, batches_per_shard)
     todo = [p for p in plan if not shard_path(shard_dir, p[0]).exists()]
     folder = _model_folder(model, tokenizer, out_dir)
-    started = _connect(ray, address, num_workers)
+    started = _connect(ray, address)
     try:
         if todo:
             _map_shards(ray, todo, corpus, folder, shard_dir, batch_size, num_workers, resources, progress, len(plan),
