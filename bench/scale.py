@@ -71,6 +71,41 @@ def per_batch_seconds(folder: Path, texts: list[str], threads: int) -> float:
         torch.set_num_threads(before)
 
 
+def table_of(payload: dict) -> str:
+    """The results table and the scaling note, from the measured payload (re-renderable from scale.json)."""
+    times, med, rate, costs = payload["seconds"], payload["median_s"], payload["texts_per_s"], payload["per_batch_s"]
+    n, repeats, cluster_start = payload["texts"], payload["repeats"], payload["cluster_start_s"]
+    costs = {1: costs["1_threads"], 2: costs["2_threads"]}
+    spread = {k: f"{min(v):.2f}-{max(v):.2f}" for k, v in times.items()}
+    r1 = BATCH / costs[1]  # texts/s of one worker on one core at steady state
+    overhead = med["ray-1"] - n / r1  # actor start, model load, Ray's scheduling: paid once per run
+    payload["model"] = {"texts_per_s_per_worker": r1, "fixed_overhead_s": overhead}
+    predict = lambda w, count: count / (max(overhead, 0.0) + count / (w * r1))  # noqa: E731
+    table = "\n".join([
+        f"MiniLM + 2-class head, saliency, {n} texts, batch {BATCH}, CPU, this shared 2-core machine "
+        f"(other jobs were running: see the ranges); median of {repeats}, alternating; Ray rows checked "
+        "equal to the local engine's first.",
+        "",
+        "| engine | wall s (median, range) | texts/s (median) | vs local |",
+        "|---|---|---|---|",
+        *[f"| {k} | {med[k]:.2f} ({spread[k]}) | {rate[k]:.1f} | {rate[k] / rate['local']:.2f}x |" for k in med],
+        "",
+        f"Cluster start (once, not in the times): {cluster_start:.1f} s. Per batch of {BATCH} in process: "
+        f"{costs[1]:.3f} s on 1 thread, {costs[2]:.3f} s on 2 threads; so one worker on one core does {r1:.0f} "
+        f"texts/s at steady state, and a Ray run pays a fixed {overhead:.1f} s (ray-1's median minus "
+        f"{n} / {r1:.0f}: actor start, model load, scheduling).",
+        "",
+        f"Scaling, from these costs: W workers on W free cores take about {max(overhead, 0):.1f} s + N / (W x {r1:.0f}) s "
+        f"for N texts: {predict(2, 10_000):.0f}, {predict(8, 10_000):.0f} and {predict(32, 10_000):.0f} texts/s for "
+        f"10,000 texts on 2, 8 and 32 cores ({predict(8, 1_000_000):.0f} texts/s for a million on 8). Here the two "
+        "workers share two cores with each other, Ray's processes and other jobs, so ray-2 cannot double ray-1. "
+        "With num_gpus=1 per worker each worker runs its batches on its own GPU and the same model holds with the "
+        "GPU's per-batch cost (not measured in this run): throughput grows with the number of GPUs while batches "
+        "keep each one busy.",
+    ])
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--texts", type=int, default=256)
@@ -109,34 +144,7 @@ def main() -> None:
     payload = {"texts": args.texts, "batch_size": BATCH, "repeats": args.repeats, "seconds": times, "median_s": med,
                "texts_per_s": rate, "cluster_start_s": cluster_start,
                "per_batch_s": {f"{t}_threads": c for t, c in costs.items()}, "shared_machine": True}
-    spread = {k: f"{min(v):.2f}-{max(v):.2f}" for k, v in times.items()}
-    r1 = BATCH / costs[1]  # texts/s of one worker on one core at steady state
-    overhead = med["ray-1"] - args.texts / r1  # actor start, model load, Ray's scheduling: paid once per run
-    payload["model"] = {"texts_per_s_per_worker": r1, "fixed_overhead_s": overhead}
-    predict = lambda w, n: n / (max(overhead, 0.0) + n / (w * r1))  # noqa: E731
-    table = "\n".join([
-        f"MiniLM + 2-class head, saliency, {args.texts} texts, batch {BATCH}, CPU, this shared 2-core machine "
-        f"(other jobs were running: see the ranges); median of {args.repeats}, alternating; Ray rows checked "
-        "equal to the local engine's first.",
-        "",
-        "| engine | wall s (median, range) | texts/s (median) | vs local |",
-        "|---|---|---|---|",
-        *[f"| {k} | {med[k]:.2f} ({spread[k]}) | {rate[k]:.1f} | {rate[k] / rate['local']:.2f}x |" for k in med],
-        "",
-        f"Cluster start (once, not in the times): {cluster_start:.1f} s. Per batch of {BATCH} in process: "
-        f"{costs[1]:.3f} s on 1 thread, {costs[2]:.3f} s on 2 threads; so one worker on one core does {r1:.0f} "
-        f"texts/s at steady state, and a Ray run pays a fixed {overhead:.1f} s (ray-1's median minus "
-        f"{args.texts} / {r1:.0f}: actor start, model load, scheduling).",
-        "",
-        f"Scaling, from these costs: W workers on W free cores take about {max(overhead, 0):.1f} s + N / (W x {r1:.0f}) s "
-        f"for N texts: {predict(2, 10_000):.0f}, {predict(8, 10_000):.0f} and {predict(32, 10_000):.0f} texts/s for "
-        f"10,000 texts on 2, 8 and 32 cores ({predict(8, 1_000_000):.0f} texts/s for a million on 8). Here the two "
-        "workers share two cores with each other, Ray's processes and other jobs, so ray-2 cannot double ray-1. "
-        "With num_gpus=1 per worker each worker runs its batches on its own GPU and the same model holds with the "
-        "GPU's per-batch cost (not measured in this run): throughput grows with the number of GPUs while batches "
-        "keep each one busy.",
-    ])
-    write("scale", payload, table)
+    write("scale", payload, table_of(payload))
 
 
 if __name__ == "__main__":
