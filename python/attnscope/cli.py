@@ -15,9 +15,9 @@ from typing import Sequence
 from .attribution import catalog  # torch-free: unknown methods and options are usage errors found before torch loads
 from .quality import metrics as metric_catalog  # torch-free too
 
-TEXT_SUFFIXES = (".jsonl", ".txt", ".csv")
 STDIN = Path("-")
 STDIN_HELP = "'-' reads standard input (one text per line, or JSON lines with a 'text' key)"
+ENGINES = ("local", "ray")  # attribute_dataset's engines (attribution/dataset.py imports torch; this list cannot)
 
 
 class UsageError(Exception):
@@ -49,8 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("model_dir", type=Path, help="a save_pretrained folder (config.json, weights, tokenizer)")
     source = explain.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="one text to explain")
-    source.add_argument("--texts", type=Path, help="a .jsonl ({'text': ...} per line), .txt (one per line) or .csv "
-                                                   f"(a 'text' column) file; {STDIN_HELP}")
+    source.add_argument("--texts", type=Path, help="a .jsonl ({'text': ...} per line), .txt (one per line), .csv or "
+                                                   ".parquet file, or a Hugging Face datasets save_to_disk folder; "
+                                                   f"{STDIN_HELP}")
+    explain.add_argument("--text-column", default=None, help="the column holding the texts (default: text, sentence, "
+                                                             "content or document)")
+    explain.add_argument("--label-column", default=None, help="a column of gold labels (enables the error breakdown)")
+    explain.add_argument("--split", default=None, help="the split of a saved DatasetDict")
     explain.add_argument("--method", default="saliency", metavar="METHOD",
                          help=f"one of: {', '.join(catalog.names())} (default: saliency; `python -c 'import attnscope; "
                               "print(attnscope.list_methods())'` describes them)")
@@ -65,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--n-samples", type=int, default=None,
                          help=f"coalitions or permutations of {_takers('n_samples')} (default: 25; kernel_shap: at "
                               "least 2n + 4)")
+    explain.add_argument("--engine", default="local", choices=ENGINES,
+                         help="local (this process, default) or ray (Ray Data actors; pip install 'attnscope[ray]')")
+    explain.add_argument("--address", default=None, help="with --engine ray: a running cluster's HOST:PORT (default: "
+                                                         "start a local one on 127.0.0.1)")
+    explain.add_argument("--num-workers", type=int, default=2, help="with --engine ray: actors, each with the model")
+    explain.add_argument("--num-cpus", type=float, default=0.5, help="with --engine ray: CPUs per actor (default 0.5)")
+    explain.add_argument("--num-gpus", type=float, default=0.0, help="with --engine ray: GPUs per actor (default 0)")
     explain.add_argument("--quiet", action="store_true", help="no progress bar")
 
     bench = sub.add_parser("benchmark", parents=[common],
@@ -112,23 +124,38 @@ def _version() -> str:
     return __version__
 
 
-def read_texts(path: Path) -> list[str]:
-    """Texts from .jsonl / .txt / .csv, or standard input for ``-``; a UsageError names what is wrong with the file."""
+def read_corpus_file(path: Path, *, text_column: str | None = None, label_column: str | None = None,
+                     split: str | None = None):
+    """The corpus in ``path`` (see attnscope.attribution.sources), or on standard input for ``-``; a UsageError
+    names what is wrong with it."""
+    from .attribution.sources import FILE_SUFFIXES, read_corpus
+
     if path == STDIN:
-        return _stdin_texts()
-    if path.suffix not in TEXT_SUFFIXES:
-        raise UsageError(f"--texts {path}: unsupported file type {path.suffix or '(none)'!r}; use .jsonl, .txt or .csv")
-    if not path.is_file():
+        try:
+            return read_corpus(_stdin_rows(), labels=label_column, text_column=text_column)
+        except (ValueError, ImportError) as exc:
+            raise UsageError(f"--texts -: {exc}") from None
+    if not path.exists():
         raise UsageError(f"--texts {path}: no such file")
+    if path.is_file() and path.suffix not in FILE_SUFFIXES:
+        raise UsageError(f"--texts {path}: unsupported file type {path.suffix or '(none)'!r}; use "
+                         f"{', '.join(FILE_SUFFIXES)} or a datasets save_to_disk folder")
     try:
-        raw = path.read_text(encoding="utf-8")
+        return read_corpus(path, labels=label_column, text_column=text_column, split=split)
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"--texts {path}: cannot read it ({exc.__class__.__name__}: {exc})") from None
-    return _parse_texts(raw, path.suffix, path)
+    except (ValueError, ImportError) as exc:
+        raise UsageError(f"--texts {path}: {exc}") from None
 
 
-def _stdin_texts() -> list[str]:
-    """``--texts -``: standard input, JSON lines when its first line is a JSON object, else one text per line."""
+def read_texts(path: Path) -> list[str]:
+    """Texts from a corpus file or folder; a UsageError names what is wrong with it."""
+    return read_corpus_file(path).texts
+
+
+def _stdin_rows():
+    """``--texts -``: standard input as a frame when its first line is a JSON object (JSON lines), else as a list of
+    texts (one per line)."""
     import json
 
     if sys.stdin is None or sys.stdin.isatty():
@@ -137,43 +164,23 @@ def _stdin_texts() -> list[str]:
         raw = sys.stdin.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"--texts -: cannot read standard input ({exc.__class__.__name__}: {exc})") from None
-    first = next((line.strip() for line in raw.splitlines() if line.strip()), "")
+    lines = [line for line in raw.splitlines() if line.strip()]
     try:
-        jsonl = first.startswith("{") and isinstance(json.loads(first), dict)
+        jsonl = bool(lines) and lines[0].lstrip().startswith("{") and isinstance(json.loads(lines[0]), dict)
     except json.JSONDecodeError:
         jsonl = False
-    return _parse_texts(raw, ".jsonl" if jsonl else ".txt", "- (standard input)")
+    if not jsonl:
+        return [line.strip() for line in lines]
+    import pandas as pd
 
-
-def _parse_texts(raw: str, suffix: str, path: object) -> list[str]:
-    """Texts from a file's contents by its type; a UsageError names the line or column that is wrong."""
-    import csv
-    import json
-
-    if suffix == ".txt":
-        texts = [line.strip() for line in raw.splitlines() if line.strip()]
-    elif suffix == ".jsonl":
-        texts = []
-        for number, line in enumerate(raw.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"--texts {path}: line {number} is not JSON ({exc.msg})") from None
-            text = item.get("text") if isinstance(item, dict) else item if isinstance(item, str) else None
-            if not isinstance(text, str):
-                raise UsageError(f"--texts {path}: line {number} has no 'text' string")
-            texts.append(text)
-    else:
-        rows = list(csv.DictReader(raw.splitlines()))
-        if rows and "text" not in rows[0]:
-            raise UsageError(f"--texts {path}: no 'text' column (columns: {', '.join(rows[0])})")
-        texts = [row["text"] for row in rows if row.get("text", "").strip()]
-    if not texts:
-        raise UsageError(f"--texts {path}: the file holds no texts")
-    return texts
-
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--texts -: line {number} is not JSON ({exc.msg})") from None
+        rows.append(item if isinstance(item, dict) else {"text": item})
+    return pd.DataFrame(rows)
 
 def _check_model_dir(path: Path) -> None:
     if not path.is_dir():
@@ -212,11 +219,18 @@ def validate(args: argparse.Namespace) -> list[str] | None:
                 raise UsageError(f"{flag} applies to {_takers(option)}, not --method {args.method}")
             if value < 1:
                 raise UsageError(f"{flag} must be >= 1, got {value}")
+        if args.engine == "ray" and (args.num_workers < 1 or args.num_cpus <= 0 or args.num_gpus < 0):
+            raise UsageError(f"--num-workers must be >= 1 and --num-cpus > 0, --num-gpus >= 0 (got {args.num_workers}, "
+                             f"{args.num_cpus}, {args.num_gpus})")
         if args.text is not None:
             if not args.text.strip():
                 raise UsageError("--text is empty")
+            args.labels = None
             return [args.text]
-        return read_texts(args.texts)
+        corpus = read_corpus_file(args.texts, text_column=args.text_column, label_column=args.label_column,
+                                  split=args.split)
+        args.labels = corpus.labels
+        return corpus.texts
     if args.command == "heads":
         for flag, value, low in (("--segment-len", args.segment_len, 2), ("--n-sequences", args.n_sequences, 1)):
             if value is not None and value < low:

@@ -60,17 +60,40 @@ def write_table(frame, out: Path, name: str) -> Path:
     return path
 
 
+def global_sections(res) -> list[tuple[str, str, Any]]:
+    """Report sections beyond the corpus itself: the summary, top tokens per class, errors, a surrogate."""
+    sections = [("summary", "per token, its attributions over the corpus (largest mean |attribution| first)",
+                 res.summary().view())]
+    has = lambda key: all(ex.get(key) is not None for ex in res.examples)  # noqa: E731
+    if has("prediction"):
+        sections.append(("top tokens per predicted class", "mean attribution with 95% intervals",
+                         res.top_features(by="prediction").view()))
+    if has("prediction") and has("label"):
+        sections.append(("errors", "tokens that drive wrong predictions vs right ones", res.errors().view()))
+    if has("logits") and len(res.examples) >= 8:
+        sections.append(("surrogate", "a sparse linear model of the model's outputs on token presence, measured on "
+                         "held-out texts", res.surrogate().view()))
+    return sections
+
+
 def explain(args, texts: list[str]) -> int:
     from .attribution import attribute_dataset
     from .viz.report import write_report
 
-    model, tokenizer = load_model_dir(args.model_dir)
-    res = attribute_dataset(model, tokenizer, texts, method=args.method, target=parse_target(args.target),
-                            batch_size=args.batch_size, out=args.out, progress=not args.quiet,
-                            n_steps=args.n_steps, n_samples=args.n_samples)  # None: the method's default
+    ray = getattr(args, "engine", "local") == "ray"
+    # the Ray engine's workers load the folder themselves; the local engine loads it here
+    model, tokenizer = (args.model_dir, None) if ray else load_model_dir(args.model_dir)
+    engine = dict(engine="ray", ray_address=args.address, num_workers=args.num_workers,
+                  resources={"num_cpus": args.num_cpus, "num_gpus": args.num_gpus}) if ray else {}
+    res = attribute_dataset(model, tokenizer, texts, labels=getattr(args, "labels", None), method=args.method,
+                            target=parse_target(args.target), batch_size=args.batch_size, out=args.out,
+                            progress=not args.quiet, n_steps=args.n_steps, n_samples=args.n_samples,  # None: default
+                            **engine)
     table = write_table(res.to_pandas(), args.out, "attributions")
+    write_table(res.examples_frame(), args.out, "examples")
     report = write_report(args.out, [(f"{args.method} attributions", f"model {args.model_dir}, target "
-                                      f"{args.target or 'default'}, {len(texts)} texts", res.view())],
+                                      f"{args.target or 'default'}, {len(texts)} texts", res.view()),
+                                     *global_sections(res)],
                           title=f"attnscope explain: {args.model_dir.name}")
     print(f"wrote {report} and {table}", file=sys.stderr)
     return 0

@@ -30,6 +30,14 @@ def model_dir(tmp_path):
     return tmp_path / "m"
 
 
+def read_table(folder, name):
+    """What write_table wrote: Parquet with pyarrow, else CSV."""
+    import pandas as pd
+
+    path = folder / f"{name}.parquet"
+    return pd.read_parquet(path) if path.exists() else pd.read_csv(folder / f"{name}.csv")
+
+
 def one_line_error(out, *needles):
     assert out.returncode == 2, out.stdout + out.stderr
     lines = out.stderr.strip().splitlines()
@@ -92,7 +100,7 @@ def test_explain_minilm_matches_python_api(tmp_path, minilm_path):
               "--out", tmp_path / "out", "--quiet")
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "out" / "index.html").exists()
-    table = pd.read_csv(tmp_path / "out" / "attributions.csv")
+    table = read_table(tmp_path / "out", "attributions")
     tok = AutoTokenizer.from_pretrained(minilm_path)
     model = AutoModel.from_pretrained(minilm_path).eval()
     res = ats.attribute(model, tok([text], return_tensors="pt"), method="saliency", target=Similarity(reference),
@@ -110,7 +118,7 @@ def test_explain_and_heads_on_the_organism(tmp_path):
     texts.write_text('{"text": "t1 t5 t9 t2 t1 t5 t9"}\n{"text": "t3 t4 t3"}\n')
     out = run("explain", path("induction"), "--texts", texts, "--method", "input_x_gradient", "--out", tmp_path / "x")
     assert out.returncode == 0, out.stderr
-    table = pd.read_csv(tmp_path / "x" / "attributions.csv")
+    table = read_table(tmp_path / "x", "attributions")
     assert sorted(table["example"].unique()) == [0, 1]
     import torch
 
@@ -124,7 +132,7 @@ def test_explain_and_heads_on_the_organism(tmp_path):
         assert (torch.tensor(rows["score"].values) - res.scores[0]).abs().max().item() <= 1e-5
     heads = run("heads", path("induction"), "--texts", texts, "--out", tmp_path / "h", "--quiet")
     assert heads.returncode == 0, heads.stderr
-    assert (tmp_path / "h" / "index.html").exists() and (tmp_path / "h" / "heads.csv").exists()
+    assert (tmp_path / "h" / "index.html").exists() and len(read_table(tmp_path / "h", "heads")) > 0
 
 
 def test_failure_is_one_line_and_exit_1(tmp_path):
@@ -154,3 +162,27 @@ def test_interrupted_texts_run_resumes(tmp_path):
     lines = (tmp_path / "o" / "rows.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in lines[:5]] == [json.loads(line) for line in rows[:5]]
     assert sorted(json.loads(line)["index"] for line in lines) == list(range(12))  # every line whole, none twice
+
+
+def test_explain_a_labelled_parquet_corpus(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    from attribution_models import tiny_bert, word_tokenizer
+    from corpus_models import random_texts
+
+    folder = tmp_path / "clf"
+    tiny_bert().save_pretrained(folder)
+    word_tokenizer().save_pretrained(folder)
+    texts = random_texts(24, seed=7)
+    pd.DataFrame({"body": texts, "gold": [i % 3 for i in range(24)]}).to_parquet(tmp_path / "c.parquet")
+    one_line_error(run("explain", folder, "--texts", tmp_path / "c.parquet"), "no text column", "columns: body, gold")
+    one_line_error(run("explain", folder, "--texts", tmp_path / "c.parquet", "--text-column", "body", "--engine", "ray",
+                       "--num-workers", "0"), "--num-workers must be >= 1")
+    out = run("explain", folder, "--texts", tmp_path / "c.parquet", "--text-column", "body", "--label-column", "gold",
+              "--out", tmp_path / "o", "--quiet")
+    assert out.returncode == 0, out.stderr
+    examples = pd.read_parquet(tmp_path / "o" / "examples.parquet")
+    assert examples["text"].tolist() == texts and examples["label"].tolist() == [i % 3 for i in range(24)]
+    page = (tmp_path / "o" / "index.html").read_text()
+    assert 'class="ats-corpus" data-rows="24"' in page
+    assert "tokens that drive wrong predictions" in page and "surrogate" in page

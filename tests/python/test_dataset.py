@@ -57,7 +57,7 @@ def test_resume_skips_finished_rows(corpus, tmp_path):
     # Simulate an interruption: keep 9 rows and half a line.
     (tmp_path / "rows.jsonl").write_text("\n".join(lines[:9]) + "\n" + lines[9][:15])
     calls = []
-    import attnscope.attribution.dataset as ds
+    import attnscope.attribution.dataset_rows as ds  # the batch worker both engines share
 
     original = ds.attribute
 
