@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 import torch
 from torch import Tensor
@@ -248,6 +249,10 @@ class RegressionEstimate:
         w, p_unit = self._row_weights()
         sol = ops.weighted_least_squares(z, self.v, w, fit_intercept=False, fixed_intercept=self.f_b,
                                          coef_sum=delta, allow_rank_deficient=True)
+        if sol.rank_deficient:
+            warnings.warn(f"kernel_shap ({self.estimator}): the {self.z.shape[0]} sampled coalitions do not determine "
+                          f"all {self.n} values (rank {sol.rank}); the minimum-norm solution is returned. Pass more "
+                          "n_samples", stacklevel=4)
         phi = sol.coef.double()
         M = _projector(z.T @ (w.unsqueeze(1) * z))
         # HC3: each unit's residuals over one minus its leverage (the fit pulls the residuals of a unit with much
