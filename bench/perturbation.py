@@ -14,6 +14,11 @@
     occlusion with the KV cache of the unchanged prefix reused vs full forwards (kv_reuse=False), and Captum
     Occlusion (best perturbations_per_eval) on the same logit.
 
+(c) Shapley values at equal accuracy (issue 25): model evaluations and time to reach a mean absolute error vs the
+    exact Shapley values of 5 % and 1 % of the attribution range, attnscope's best estimator vs Captum KernelShap
+    and ShapleyValueSampling, on MiniLM (16 word features) and the induction organism (16 token features); see
+    bench/shapley_accuracy.py. ``--part accuracy`` runs only (c) and keeps the (a)/(b) results of the last run.
+
 One fresh subprocess (1 torch thread) per Captum setting; in it attnscope and Captum (and, for (b), full forwards)
 alternate, so both see the same machine load. Writes bench/results/perturbation.json and .md.
 """
@@ -205,9 +210,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--causal-lengths", type=int, nargs="+", default=[64, 128])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--part", choices=("all", "speed", "accuracy"), default="all",
+                   help="speed: (a) and (b); accuracy: (c), keeping the last (a)/(b) results")
+    p.add_argument("--seeds", type=int, default=10, help="(c): seeds per budget")
+    p.add_argument("--games", nargs="+", default=["organism", "minilm"], help="(c): the games")
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
+        return
+    if args.part == "accuracy":
+        res = json.loads((HERE / "results" / "perturbation.json").read_text())
+        res.pop("env", None)
+        res["accuracy"] = run_accuracy(args)
+        from bench._harness import write
+
+        write("perturbation", res, markdown(res))
         return
     res: dict = {"encoder": [], "kv": [], "repeats": args.repeats, "threads": args.threads, "L": args.L,
                  "load_average_start": os.getloadavg()}
@@ -241,9 +258,24 @@ def main(argv: list[str] | None = None) -> None:
                           "ratio_vs_captum": cap["median_s"] / kv["median_s"], "max_rel_diff": agree})
         print(f"causal L={L}: kv {kv['median_s']:.3f}s full {full['median_s']:.3f}s captum {cap['median_s']:.3f}s", flush=True)
     res["load_average_end"] = os.getloadavg()
+    if args.part == "all":
+        res["accuracy"] = run_accuracy(args)
     from bench._harness import write
 
     write("perturbation", res, markdown(res))
+
+
+def run_accuracy(args) -> dict:
+    """(c) for each game: accuracy per evaluation on the value table, then time on the model."""
+    from bench import shapley_accuracy as acc
+
+    out = {"games": [], "repeats": args.repeats, "threads": args.threads, "load_average_start": os.getloadavg()}
+    for game in args.games:
+        r = acc.accuracy(game, args.seeds, args.threads)
+        acc.timing(game, r, args.repeats, args.threads)
+        out["games"].append(r)
+    out["load_average_end"] = os.getloadavg()
+    return out
 
 
 def _spread(r: dict) -> str:
@@ -287,6 +319,13 @@ def markdown(res: dict) -> str:
         lines.append(f"| {r['L']} | {_spread(r['full'])} | {_spread(r['kv'])} | {r['speedup_kv']:.2f} | "
                      f"{_spread(r['captum'])} (ppe={r['captum_best_ppe']}) | {r['ratio_vs_captum']:.2f} | "
                      f"{r['max_rel_diff']:.1e} |")
+    if res.get("accuracy"):
+        from bench import shapley_accuracy as acc
+
+        a = res["accuracy"]
+        la = " / ".join(", ".join(f"{v:.1f}" for v in a.get(k) or ()) for k in ("load_average_start", "load_average_end"))
+        lines += acc.markdown(a["games"], a["repeats"])
+        lines.append(f"\nLoad average at start / end of (c): {la}.")
     lines.append("")
     return "\n".join(lines)
 

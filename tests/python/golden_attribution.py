@@ -97,6 +97,13 @@ _add("gpt2", "occlusion", "kv", kv_reuse=True, baselines="[UNK]")
 _add("bert", "integrated_gradients", "class", target=2, baselines="pad")
 _add("bert", "gradient_shap", "stdevs", stdevs=0.1, n_steps=5, seed=4)
 _add("bert", "kernel_shap", "words", features="words", n_samples=30, seed=1)
+# Captum's KernelShap scheme, the default before issue 25 (its values are the ones recorded for the default then).
+for _model in ("organism", "gpt2", "bert"):
+    _add(_model, "kernel_shap", "captum", estimator="captum", seed=3)
+_add("minilm", "kernel_shap", "captum", estimator="captum", target=("similarity", "a dog sat"), seed=3)
+_add("bert", "kernel_shap", "words_captum", estimator="captum", features="words", n_samples=30, seed=1)
+_add("organism", "kernel_shap", "unbiased", estimator="unbiased", n_samples=40, seed=2)
+_add("organism", "shapley_sampling", "tolerance", tolerance=0.05, seed=2)
 _add("minilm", "integrated_gradients", "gl8", target=("similarity", "a dog sat"), n_steps=8)
 
 # (case name, attribute_generation() keyword arguments) on the organism
@@ -132,7 +139,7 @@ def run_attribute(model_name: str, kw: dict, cache: dict) -> dict[str, torch.Ten
     model, tok, enc = cache[model_name]
     res = ats.attribute(model, enc, tokenizer=tok, **_target(kw))
     out = {"scores": res.scores, "raw": res.raw}
-    for name in ("delta", "f_input", "f_baseline", "feature_scores", "intercept", "n_steps_used"):
+    for name in ("delta", "f_input", "f_baseline", "feature_scores", "intercept", "n_steps_used", "standard_errors"):
         value = getattr(res, name, None)
         if isinstance(value, torch.Tensor):
             out[name] = value

@@ -78,7 +78,8 @@ def test_shapley_sampling_matches_captum_on_word_groups(bert_case, antithetic):
 def test_kernel_shap_sampled_matches_captum(bert_case):
     tok, model, enc, ids, fwd = bert_case
     n, m = ids.shape[1], 40
-    ours = attribute(model, enc, method="kernel_shap", target=1, n_samples=m, seed=SEED, tokenizer=tok)
+    ours = attribute(model, enc, method="kernel_shap", estimator="captum", target=1, n_samples=m, seed=SEED,
+                     tokenizer=tok)
     z = kernel_shap_coalitions(n, m, example_generator(SEED, 0))
     ks = captum_attr.KernelShap(fwd)
     ks.perturb_func = _replay(z)

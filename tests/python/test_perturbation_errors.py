@@ -54,9 +54,13 @@ def test_kernel_shap_default_samples_grow_with_long_inputs(bert):
     long = tok(["the cat sat on the mat and ran to the big red house " * 2 + "and it was small"], return_tensors="pt")
     n = int(long["attention_mask"].sum())
     assert n > 23
-    res = attribute(model, long, method="kernel_shap", target=0, seed=0, progress=False)
+    res = attribute(model, long, method="kernel_shap", estimator="captum", target=0, seed=0, progress=False)
     assert torch.isfinite(res.scores).all()
     assert int(res.n_forwards.sum()) <= 2 * n + 4 + 1  # the distinct coalitions, plus the input's own forward
+    # the default estimator (leverage: Poisson sampling) draws 2n + 4 coalitions in expectation
+    res = attribute(model, long, method="kernel_shap", target=0, seed=0, progress=False)
+    assert torch.isfinite(res.scores).all()
+    assert abs(int(res.n_steps_used[0]) - (2 * n + 4)) <= 4 * (2 * n + 4) ** 0.5
 
 
 @pytest.mark.parametrize("kw,msg", [

@@ -69,14 +69,17 @@ def attribute(
             (the gradient methods: attribute to this module's output); ``features``, ``feature_groups``,
             ``kv_reuse`` (perturbation methods); ``window``, ``stride`` (occlusion); ``n_samples`` (lime,
             kernel_shap, shapley_sampling); ``distance``, ``kernel_width``, ``surrogate``, ``alpha`` (lime);
-            ``mode`` (kernel_shap: sampled or exact); ``antithetic`` (shapley_sampling). An option the method does
-            not take raises a ValueError naming the methods that take it.
+            ``mode`` (kernel_shap: sampled or exact), ``estimator`` (kernel_shap: leverage, kernel, unbiased,
+            captum), ``paired`` (kernel_shap); ``antithetic`` (shapley_sampling); ``tolerance`` (kernel_shap,
+            shapley_sampling: sample until every standard error is at most this). An option the method does not
+            take raises a ValueError naming the methods that take it.
 
     Returns:
         :class:`~attnscope.results.AttributionResult` with ``scores [batch, seq]``, ``raw [batch, seq, hidden]``
         (``[batch, seq, 1]`` for perturbation methods and attention_x_gradient), ``delta [batch]`` (integrated
         gradients), ``tokens``, ``n_steps_used``; perturbation methods add ``feature_scores``, ``feature_mask``,
-        ``intercept``, ``local_r2``, ``n_forwards`` and ``replacement_token``.
+        ``intercept``, ``local_r2``, ``n_forwards`` and ``replacement_token``; kernel_shap and shapley_sampling
+        ``standard_errors [batch, n_features]`` and ``stop_reason``.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module (a Hugging Face model), got {type(model).__name__}")

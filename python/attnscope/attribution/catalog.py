@@ -156,6 +156,9 @@ _GROUPS = Option("feature_groups", None, any_value,
 _KV = Option("kv_reuse", None, flag, "causal LMs: reuse the KV cache of the unchanged prefix (None = when possible, "
                                      "True = required)")
 _N_SAMPLES = Option("n_samples", None, int_at_least(1), "coalitions or permutations (default 25)")
+_TOLERANCE = Option("tolerance", None, positive_float,
+                    "sample in rounds until every feature's standard error is <= tolerance (in the target's units); "
+                    "n_samples is then the most drawn")
 
 
 def _steps(default: int, what: str) -> Option:
@@ -260,9 +263,17 @@ CATALOG: tuple[MethodSpec, ...] = (
         "Shapley values from a Shapley-kernel weighted fit (Captum KernelShap, or exact)", signed=True,
         options=_perturbation(
             Option("n_samples", None, int_at_least(1),
-                   "coalitions (default 25, at least 2 n + 4; mode='exact': None = all 2**n - 2)"),
+                   "coalitions, the full and the empty one included (default 25, at least 2 n + 4; with tolerance= "
+                   "the most, default 200 n; estimator='leverage': the expected number; mode='exact': None = all "
+                   "2**n - 2)"),
             Option("mode", "sampled", one_of("sampled", "exact", what=" for kernel_shap"),
-                   "sampled (Captum's scheme) or exact (constrained Shapley-kernel fit)"),
+                   "sampled (an estimator below) or exact (constrained Shapley-kernel fit)"),
+            Option("estimator", None, one_of("leverage", "kernel", "unbiased", "captum", what=" for kernel_shap"),
+                   "sampled mode: leverage (default; Musco & Witter 2024), kernel or unbiased (Covert & Lee 2021), "
+                   "captum (Captum KernelShap's scheme, no standard errors)"),
+            Option("paired", None, flag, "draw each coalition with its complement (default True; not with "
+                                         "estimator='captum')"),
+            _TOLERANCE,
         ),
         uses_baselines=True,
     ),
@@ -270,8 +281,10 @@ CATALOG: tuple[MethodSpec, ...] = (
         "shapley_sampling", "perturbation", "perturbation.shapley_sampling:ShapleySampling",
         "Shapley values from random permutations (Captum ShapleyValueSampling)", signed=True,
         options=_perturbation(
-            Option("n_samples", None, int_at_least(1), "permutations (default 25)"),
+            Option("n_samples", None, int_at_least(1), "permutations (default 25; with tolerance= the most, "
+                                                       "default 1000)"),
             Option("antithetic", None, flag, "also use each permutation reversed (default False)"),
+            _TOLERANCE,
         ),
         uses_baselines=True,
     ),

@@ -40,6 +40,11 @@ class AttributionResult(FigureExport):
             ``n_steps_used`` counts the coalitions the estimate used.
         replacement_token: the token id that replaced absent features; kv_reuse: whether the causal LM's prefix
             cache was reused.
+        standard_errors: ``[batch, n_features]`` float64 (kernel_shap, shapley_sampling): the estimated standard
+            error of each feature's score (``feature_scores ± 1.96 * standard_errors`` is a 95 % interval); 0 where
+            the values are exact, NaN past an example's last feature or where fewer than two samples give none.
+        stop_reason: per example, why sampling stopped: ``"n_samples"`` (no tolerance), ``"tolerance"`` (largest
+            standard error <= tolerance), ``"budget"`` (n_samples spent first) or ``"exhausted"`` (exact).
 
     Encoder-decoder models (gradient methods): ``scores``/``raw``/``tokens`` are the source side (the encoder's
     tokens), and the target prefix (the decoder's tokens) has
@@ -84,6 +89,8 @@ class AttributionResult(FigureExport):
     n_forwards: Tensor | None = None
     replacement_token: int | None = None
     kv_reuse: bool | None = None
+    standard_errors: Tensor | None = None
+    stop_reason: list[str] | None = None
     decoder_scores: Tensor | None = None
     decoder_raw: Tensor | None = None
     decoder_tokens: list[list[str]] | None = None

@@ -35,6 +35,8 @@ class PerturbationOutput:
     intercept: Tensor | None = None  # [batch] (LIME, KernelSHAP)
     local_r2: Tensor | None = None  # [batch] weighted R² of the surrogate (LIME, KernelSHAP)
     f_baseline: Tensor | None = None  # [batch] the target with every feature absent
+    standard_errors: list[Tensor] | None = None  # per example [n_features] float64 (kernel_shap, shapley_sampling)
+    stop_reason: list[str] | None = None  # per example, why sampling stopped (rounds.STOP_REASONS)
 
 
 def fit_surrogate(X: Tensor, y: Tensor, w: Tensor, surrogate: str, alpha: float, **kw):
@@ -81,9 +83,12 @@ class PerturbationMethod(AttributionMethod):
         b, n = feature_orig.shape
         n_max = max(engine.n_features)
         feature_scores = torch.full((b, n_max), float("nan"), dtype=torch.float64)
+        errors = None if out.standard_errors is None else feature_scores.clone()
         scores = torch.zeros((b, n), dtype=torch.float64)
         for i, phi in enumerate(out.feature_scores):
             feature_scores[i, : phi.shape[0]] = phi
+            if errors is not None:
+                errors[i, : phi.shape[0]] = out.standard_errors[i]
             f = feature_orig[i]
             # A feature's score goes to each of its tokens (Captum's feature_mask semantics); fixed tokens get 0.
             scores[i] = torch.where(f >= 0, phi[f.clamp_min(0)], torch.zeros((), dtype=torch.float64))
@@ -109,6 +114,8 @@ class PerturbationMethod(AttributionMethod):
             n_forwards=engine.forwards.clone(),
             replacement_token=replacement,
             kv_reuse=engine.kv_reuse,
+            standard_errors=errors,
+            stop_reason=out.stop_reason,
         )
 
 

@@ -7,7 +7,8 @@ mask and the other inputs stay as they are.
 
 A *coalition* is a boolean row ``present [n_features]``. The engine evaluates the target on a set of coalitions of
 many examples: it builds the token ids of each, evaluates every distinct (example, ids) row once (methods draw the
-same coalition many times: KernelSHAP's small and large sizes, Shapley sampling's empty and full sets), in chunks
+same coalition many times: KernelSHAP's small and large sizes, Shapley sampling's empty and full sets; a method that
+samples in rounds until its standard errors are small gets the rows of earlier rounds from a memo), in chunks
 sized to the memory budget, and returns one value per requested row.
 
 Causal language models (logits ``[batch, seq, vocab]``, a decoder-only model) reuse the KV cache of the unchanged
@@ -247,6 +248,7 @@ class PerturbationEngine:
         self.progress = progress
         self.forwards = torch.zeros(inputs.batch, dtype=torch.long)  # model rows run per example
         self.requested = torch.zeros(inputs.batch, dtype=torch.long)  # coalitions evaluated per example
+        self._memo: list[dict[bytes, float]] = [{} for _ in range(inputs.batch)]  # token ids -> value, per example
         self.device = inputs.input_ids.device
         rows = torch.arange(inputs.batch, device=self.device)
         kwargs = inputs.forward_kwargs(rows)
@@ -327,11 +329,19 @@ class PerturbationEngine:
         b = self.inputs.batch
         if len(coalitions) != b:
             raise ValueError(f"{len(coalitions)} coalition sets for a batch of {b}")
-        uniques, inverses = [], []
+        uniques, inverses, known = [], [], []
         for i, present in enumerate(coalitions):
             ids = self.token_ids(i, present)
-            u, inv = torch.unique(ids, dim=0, return_inverse=True)
-            uniques.append(u)
+            if ids.shape[0] == 0:
+                u, inv = ids, torch.zeros(0, dtype=torch.long, device=self.device)
+            else:
+                u, inv = torch.unique(ids, dim=0, return_inverse=True)
+            # Rows evaluated by an earlier call (a method that samples in rounds) are not run again.
+            keys = [row.cpu().numpy().tobytes() for row in u]
+            memo = self._memo[i]
+            new = [j for j, key in enumerate(keys) if key not in memo]
+            known.append((keys, new))
+            uniques.append(u[torch.tensor(new, dtype=torch.long, device=self.device)])
             inverses.append(inv)
             self.requested[i] += present.shape[0]
         total = sum(int(u.shape[0]) for u in uniques)
@@ -342,7 +352,12 @@ class PerturbationEngine:
                 values = self._run_mixed(uniques, bar)
         finally:
             bar.close()
-        return [v[inv] for v, inv in zip(values, inverses)]
+        out = []
+        for i, ((keys, new), v, inv) in enumerate(zip(known, values, inverses)):
+            memo = self._memo[i]
+            memo.update(zip((keys[j] for j in new), v.tolist()))
+            out.append(torch.tensor([memo[key] for key in keys], dtype=torch.float64)[inv.cpu()])
+        return out
 
     def _run_mixed(self, uniques: list[Tensor], bar) -> list[Tensor]:
         """Full forwards; a chunk may hold rows of several examples."""

@@ -1,4 +1,6 @@
-"""KernelSHAP (Lundberg & Lee 2017): Captum's sampled scheme, or the exact constrained Shapley-kernel fit."""
+"""KernelSHAP (Lundberg & Lee 2017): the regression estimators of :mod:`.shapley_regression` (Leverage SHAP by
+default, with standard errors and an optional stopping rule), Captum's sampled scheme, or the exact constrained
+Shapley-kernel fit."""
 
 from __future__ import annotations
 
@@ -13,24 +15,93 @@ from ... import ops
 from .base import DEFAULT_N_SAMPLES, PerturbationMethod, PerturbationOutput, fit_surrogate
 from ..seeds import example_generator
 from .engine import PerturbationEngine
+from .rounds import run_rounds
+from .shapley_regression import ESTIMATORS, RegressionEstimate, random_subsets, shapley_kernel_weight
 
 # kernel_shap(mode="exact") with n_samples=None enumerates all 2**n - 2 coalitions up to this many features.
 EXACT_MAX_FEATURES = 16
 # Captum KernelShap's weight of the all-present and all-absent rows (sampled mode).
 KERNEL_SHAP_INF_WEIGHT = 1_000_000.0
+# The estimator when estimator= is not given (chosen by accuracy per model evaluation: bench/perturbation.py).
+DEFAULT_ESTIMATOR = "leverage"
+# With tolerance= and no n_samples: the most coalitions drawn, per feature.
+TOLERANCE_BUDGET_PER_FEATURE = 200
 
-__all__ = ["EXACT_MAX_FEATURES", "KernelShap", "exact_coalitions", "kernel_shap", "kernel_shap_coalitions",
-           "shapley_kernel_weight"]
+__all__ = ["DEFAULT_ESTIMATOR", "EXACT_MAX_FEATURES", "KernelShap", "TOLERANCE_BUDGET_PER_FEATURE",
+           "exact_coalitions", "kernel_shap", "kernel_shap_coalitions", "shapley_kernel_weight"]
 
 
 class KernelShap(PerturbationMethod):
     name = "kernel_shap"
 
+    def check(self) -> None:
+        o = self.options
+        if o.mode == "exact":
+            given = [k for k in ("estimator", "paired", "tolerance") if getattr(o, k) is not None]
+            if given:
+                raise ValueError(
+                    f"kernel_shap(mode='exact') fits all coalitions (or a budget of them by size); {', '.join(given)}= "
+                    "applies to mode='sampled' only"
+                )
+        elif o.estimator == "captum":
+            if o.paired:
+                raise ValueError("estimator='captum' is Captum's scheme, which draws no complements; paired=True "
+                                 f"needs one of {', '.join(ESTIMATORS)}")
+            if o.tolerance is not None:
+                raise ValueError("estimator='captum' reports no standard errors, so it cannot stop at a tolerance; "
+                                 f"use one of {', '.join(ESTIMATORS)} with tolerance=")
+
+    @property
+    def estimator(self) -> str:
+        return self.options.estimator or DEFAULT_ESTIMATOR
+
+    def budget(self, n: int) -> int:
+        """The coalitions (the full and the empty one included) drawn for an example of ``n`` features in sampled
+        mode; with ``tolerance=``, the most."""
+        o = self.options
+        if o.n_samples is not None:
+            return o.n_samples
+        if o.tolerance is not None:
+            return min(2**min(n, 62), TOLERANCE_BUDGET_PER_FEATURE * n)
+        # Captum's 25, raised to 2n + 4 where an example has more features than 25 samples can fit.
+        return max(DEFAULT_N_SAMPLES, 2 * n + 4)
+
     def points(self, n_features: int) -> int:
-        return self.options.n_samples or 2**min(n_features, 16)
+        if self.options.mode == "exact":
+            return self.options.n_samples or 2**min(n_features, 16)
+        return self.budget(n_features)
 
     def compute(self, engine: PerturbationEngine, seed: int) -> PerturbationOutput:
-        return kernel_shap(engine, self.options.n_samples, seed, self.options.mode)
+        o = self.options
+        if o.mode == "exact":
+            return kernel_shap(engine, o.n_samples, seed, "exact")
+        for i, n in enumerate(engine.n_features):
+            m = self.budget(n)
+            if m < n + 2:
+                raise ValueError(
+                    f"kernel_shap needs n_samples >= n_features + 2 (the all-present and all-absent rows and one per "
+                    f"feature); example {i} has {n} features and n_samples={m}. Pass n_samples >= {n + 2}, or group "
+                    "tokens with features='words' / feature_groups="
+                )
+        if self.estimator == "captum":
+            return kernel_shap(engine, o.n_samples, seed, "sampled")
+        return kernel_shap_regression(engine, self.estimator, o.paired is not False,
+                                      [self.budget(n) for n in engine.n_features], seed, o.tolerance)
+
+
+def kernel_shap_regression(engine: PerturbationEngine, estimator: str, paired: bool, budgets: list[int], seed: int,
+                           tolerance: float | None) -> PerturbationOutput:
+    """KernelSHAP by one of the regression estimators of :mod:`.shapley_regression`, with standard errors; in
+    rounds until the largest standard error is at most ``tolerance`` when it is given (:mod:`.rounds`)."""
+    states = [RegressionEstimate(n, estimator, paired, example_generator(seed, i))
+              for i, n in enumerate(engine.n_features)]
+    first = [min(b, 4 * n + 8) for b, n in zip(budgets, engine.n_features)]
+    out = run_rounds(engine, states, budgets, first, tolerance)
+    f_b = torch.tensor([s.f_b for s in states], dtype=torch.float64)
+    return PerturbationOutput(
+        [o.values for o in out], intercept=f_b.clone(), f_baseline=f_b,
+        standard_errors=[o.standard_errors for o in out], stop_reason=[o.stop_reason for o in out],
+    )
 
 
 def kernel_shap_coalitions(n: int, m: int, generator: torch.Generator) -> Tensor:
@@ -44,18 +115,10 @@ def kernel_shap_coalitions(n: int, m: int, generator: torch.Generator) -> Tensor
         k = torch.arange(1, n, dtype=torch.float64)
         probs = (n - 1) / (k * (n - k))
         size = torch.multinomial(probs, rest, replacement=True, generator=generator) + 1  # [rest]
-        ranks = torch.rand((rest, n), generator=generator, dtype=torch.float64).argsort(1).argsort(1)
-        out[2:] = ranks < size.unsqueeze(1)
+        out[2:] = random_subsets(n, size, generator)
     elif rest > 0:
         out[2:] = torch.rand((rest, n), generator=generator) < 0.5
     return out
-
-
-def shapley_kernel_weight(n: int, k: Tensor) -> Tensor:
-    """The Shapley kernel ``pi(z) = (n-1) / (C(n,|z|) |z| (n-|z|))`` for coalition sizes ``k`` (0 < k < n)."""
-    k = k.double()
-    log_binom = torch.lgamma(torch.tensor(n + 1.0)) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)
-    return (n - 1) / (torch.exp(log_binom) * k * (n - k))
 
 
 def exact_coalitions(n: int, budget: int | None, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -113,14 +176,7 @@ def kernel_shap(engine: PerturbationEngine, n_samples: int | None, seed: int, mo
     for i, n in enumerate(engine.n_features):
         g = example_generator(seed, i)
         if mode == "sampled":
-            # Default: Captum's 25, raised to 2n + 4 where an example has more features than 25 samples can fit.
-            m = max(DEFAULT_N_SAMPLES, 2 * n + 4) if n_samples is None else n_samples
-            if m < n + 2:
-                raise ValueError(
-                    f"kernel_shap needs n_samples >= n_features + 2 (the all-present and all-absent rows and one per "
-                    f"feature); example {i} has {n} features and n_samples={m}. Pass n_samples >= {n + 2}, or group "
-                    "tokens with features='words' / feature_groups="
-                )
+            m = max(DEFAULT_N_SAMPLES, 2 * n + 4) if n_samples is None else n_samples  # (KernelShap.budget)
             z = kernel_shap_coalitions(n, m, g)
             w = torch.ones(m, dtype=torch.float64)
             w[:2] = KERNEL_SHAP_INF_WEIGHT
@@ -167,7 +223,13 @@ def kernel_shap(engine: PerturbationEngine, n_samples: int | None, seed: int, mo
             scores.append(sol.coef.double())
             intercepts.append(f_b)
             r2.append(sol.r2)
+    errors = reasons = None
+    if mode == "exact":  # exact (0) when every coalition was fitted; a budget sampled by size has no error estimate
+        full = [n_samples is None or n_samples >= 2**n - 2 for n in engine.n_features]
+        errors = [torch.full((n,), 0.0 if f else float("nan"), dtype=torch.float64)
+                  for n, f in zip(engine.n_features, full)]
+        reasons = ["exhausted" if f else "n_samples" for f in full]
     return PerturbationOutput(
         scores, torch.tensor(intercepts, dtype=torch.float64), torch.tensor(r2, dtype=torch.float64),
-        torch.tensor(f_base, dtype=torch.float64),
+        torch.tensor(f_base, dtype=torch.float64), errors, reasons,
     )
