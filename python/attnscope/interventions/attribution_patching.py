@@ -59,13 +59,13 @@ def attribution_patching(
             with torch.no_grad(), record_sites(model, keys, a_clean):
                 out = model(input_ids=pair.clean)
             bound = sweep.metric.bind(model, tokenizer, out, example_inputs(model, pair.clean))
-            sweep.clean_values.append(float(bound(out, 1)[0]))
+            clean_value = float(bound(out, 1)[0])
             a_corr: dict = {}
             with torch.enable_grad(), record_sites(model, keys, a_corr, detach=False), \
                     embedding_noise(model, pair.noise, grad=True):
                 value = bound(model(input_ids=pair.corrupted), 1)
                 grads = torch.autograd.grad(value.sum(), [a_corr[k] for k in keys], allow_unused=True)
-            sweep.corrupted_values.append(float(value[0].detach()))
+            sweep.add_example(bound, clean_value, float(value[0].detach()))
             for (s, l), g in zip(keys, grads):
                 if g is None:  # the site does not reach the metric
                     g = torch.zeros_like(a_corr[(s, l)])

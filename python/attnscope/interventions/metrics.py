@@ -68,7 +68,10 @@ class _TargetMetric(Metric):
         return _check(self.target(outputs, index, mask), rows, self.describe())
 
     def describe(self):
-        return self.target.describe()
+        try:
+            return self.target.describe()
+        except AttributeError:  # not bound yet (describe() reads what bind() resolved)
+            return repr(self.target)
 
 
 class _CallableMetric(Metric):

@@ -87,8 +87,7 @@ def activation_patching(
             for b, pair in enumerate(sweep.pairs):
                 runs = ExampleRuns(model, pair, sweep.metric)
                 runs.prepare(sweep.keys, tokenizer, reuse, lambda ids: example_inputs(model, ids))
-                sweep.clean_values.append(runs.clean_value)
-                sweep.corrupted_values.append(runs.corrupted_value)
+                sweep.add_example(runs.metric, runs.clean_value, runs.corrupted_value)
                 items = sweep.items(runs.n)
                 vocab = int(runs.logits.shape[-1]) if runs.logits is not None and not runs.metric.last_only else 1
                 chunk = choose_chunk(batch_size, memory_budget, model, runs.n, vocab, len(items),

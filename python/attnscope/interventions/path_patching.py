@@ -127,6 +127,7 @@ def path_patching(
     columns = [(l, h, x) for l, h in recv for x in inputs]
     raw = torch.full((len(pairs), len(send), len(columns)), float("nan"), dtype=torch.float64)
     clean_values, corrupted_values, forwards = [], [], 0
+    described = resolved.describe()
     editor = _PathEditor()
     group = n_heads // kv_heads
     with scoped_model(model), capture(model, record=False, editors=[editor]), torch.no_grad():
@@ -136,6 +137,7 @@ def path_patching(
             clean_out = dict(editor.outputs)
             bound = resolved.bind(model, tokenizer, out, example_inputs(model, pair.clean))
             clean_values.append(float(bound(out, 1)[0]))
+            described = bound.describe()
 
             def corrupted_metric() -> float:
                 with embedding_noise(model, pair.noise):
@@ -161,4 +163,4 @@ def path_patching(
     return patching_result({"head_out": raw}, clean_values, corrupted_values, method="path", by="path",
                            rows=[f"L{l}H{h}" for l, h in send], row_title="sender",
                            columns=[f"L{l}H{h}.{x}" for l, h, x in columns], column_title="receiver",
-                           pairs=pairs, tokenizer=tokenizer, metric=resolved.describe(), forwards=forwards)
+                           pairs=pairs, tokenizer=tokenizer, metric=described, forwards=forwards)

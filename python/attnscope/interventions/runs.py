@@ -31,8 +31,8 @@ __all__ = ["ExampleRuns", "forward_arguments", "record_sites", "uses_kv_prefix"]
 
 
 def _cache_of(outputs: Any) -> Any:
-    cache = getattr(outputs, "past_key_values", None)
-    return cache if cache is not None else getattr(outputs, "cache", None)
+    cache = getattr(outputs, "cache", None)  # transformers 5.24 names it cache (past_key_values warns)
+    return cache if cache is not None else getattr(outputs, "past_key_values", None)
 
 
 def uses_kv_prefix(model: nn.Module) -> bool:

@@ -34,6 +34,7 @@ class Sweep:
     raw: dict[str, Tensor] = field(default_factory=dict)  # [batch, layer, column] float64, NaN = not run
     clean_values: list[float] = field(default_factory=list)
     corrupted_values: list[float] = field(default_factory=list)
+    described: str = ""  # the metric as bound to the first example
 
     @classmethod
     def plan(cls, model: nn.Module, clean: Any, corrupted: Any, *, metric: Any, sites: Sequence[str] | str, by: str,
@@ -63,9 +64,15 @@ class Sweep:
     def keys(self) -> list[tuple[str, int]]:
         return [(s, l) for s in self.sites for l in self.layers]
 
+    def add_example(self, bound: Metric, clean: float, corrupted: float) -> None:
+        """Record one example's bound metric and its clean and corrupted values."""
+        self.described = self.described or bound.describe()
+        self.clean_values.append(clean)
+        self.corrupted_values.append(corrupted)
+
     def result(self, method: str, forwards: int) -> PatchingResult:
         columns = [str(i) for i in range(self.width)] if self.by != "layer" else ["all"]
         return patching_result(self.raw, self.clean_values, self.corrupted_values, method=method, by=self.by,
                                rows=[str(l) for l in self.layers], row_title="layer", columns=columns,
                                column_title=_COLUMN_TITLE[self.by], pairs=self.pairs, tokenizer=self.tokenizer,
-                               metric=self.metric.describe(), forwards=forwards)
+                               metric=self.described or self.metric.describe(), forwards=forwards)
