@@ -206,3 +206,20 @@ def test_attribution_patching_equals_plain_autograd():
     (grad,) = torch.autograd.grad(value, store["x"])
     expected = ((a_clean - store["x"].detach()) * grad).sum(-1)[0].double() + float(value)
     assert torch.allclose(approx.raw["resid_post"][0, 0], expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt_neox_serial"])
+def test_lower_layer_reuse_on_other_families(kind):
+    """Encoders (no KV prefix) and GPT-NeoX reuse the lower layers only; equal to full forwards."""
+    model = build(kind)
+    clean, corrupted = _pair(n=7, seed=4)
+    if kind == "bert":
+        def metric(out):
+            return out.last_hidden_state[:, 0].sum(-1)
+    else:
+        metric = ("logit_diff", A, B)
+    sites = ("resid_pre", "attn_out", "mlp_hidden")
+    fast = ats.activation_patching(model, clean, corrupted, metric=metric, sites=sites)
+    slow = ats.activation_patching(model, clean, corrupted, metric=metric, sites=sites, reuse=False, batch_size=1)
+    for site in sites:
+        assert torch.allclose(fast.raw[site], slow.raw[site], atol=1e-5, rtol=0), site

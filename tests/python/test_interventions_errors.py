@@ -127,3 +127,19 @@ def test_state_restored_after_an_exception_inside_patching(llama):
     with pytest.raises(KeyError, match="metric failed"):
         ats.path_patching(llama, ids(8), ids(8, 1), metric=metric)
     assert _state(llama) == before
+
+
+def test_ablation_and_site_arguments(llama):
+    with ats.intervene(llama) as iv:
+        with pytest.raises(TypeError, match=r"heads must be a dict \{layer: \[head, ...\]\}"):
+            iv.ablate_heads([0, 1])
+        with pytest.raises(ValueError, match="takes no reference batch"):
+            iv.ablate_heads({0: [0]}, how="zero", reference=ids(8))
+        with pytest.raises(ValueError, match="heads= applies to site 'head_out' only"):
+            iv.set("resid_post", 0, 0.0, heads=[1])
+        with pytest.raises(ValueError, match="positions must be non-negative"):
+            iv.add("resid_post", 0, 0.0, positions=[-1])
+    with pytest.raises(ValueError, match="receiver_inputs must be a non-empty subset"):
+        ats.path_patching(llama, ids(8), ids(8, 1), metric=("logit_diff", 1, 2), receiver_inputs=("z",))
+    with pytest.raises(ValueError, match="Continuation target changes the input's length"):
+        ats.activation_patching(llama, ids(8), ids(8, 1), metric=ats.attribution.targets.Continuation("x"))
