@@ -15,9 +15,9 @@ metric the logit difference of two tokens at the last position.
 * attribution patching: ``ats.attribution_patching`` (2 forwards + 1 backward), its time and its correlation with the
   exact sweep.
 
-Equality first: both sweeps' raw metric values, max |diff| <= 1e-4 (asserted). Timing: alternating, warm-up 1,
-``--repeats``. Run: ``python -m bench.patching`` (needs bench/.env: ``bash bench/setup_env.sh``; it re-runs itself
-there).
+Equality first: both sweeps' raw metric values, max |diff| <= 1e-4 (asserted); that check is also the warm-up.
+Timing: alternating, ``--repeats`` (``--warmup`` adds untimed rounds). Run: ``python -m bench.patching`` (needs
+bench/.env: ``bash bench/setup_env.sh``; it re-runs itself there).
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--shape", default="mini", choices=sorted(SHAPES))
     parser.add_argument("--lengths", type=int, nargs="+", default=[32, 64, 128])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=0, help="untimed rounds (the equality check runs both first)")
     args = parser.parse_args()
     if Path(sys.prefix).resolve() != (HERE / ".env").resolve():
         if not ENV_PY.exists():
@@ -105,7 +106,7 @@ def main() -> None:
         times = alternate({"attnscope": lambda: ours(model, clean, corrupted),
                            "transformer_lens": lambda: peer(bridge, clean, corrupted),
                            "attribution": lambda: ours_attribution(model, clean, corrupted)},
-                          repeats=args.repeats, warmup=1)
+                          repeats=args.repeats, warmup=args.warmup)
         t_ours, t_tl, t_ap = (times[k]["median_s"] for k in ("attnscope", "transformer_lens", "attribution"))
         payload["runs"][str(length)] = {"times": times, "max_abs_diff": diff, "attribution_correlation":
                                         cmp.correlation, "patches": shape["n_layer"] * length}
@@ -116,7 +117,8 @@ def main() -> None:
         f"GPT-2 shape `{args.shape}` ({shape['n_layer']} layers, d = {shape['n_embd']}, {shape['n_head']} heads, "
         f"vocabulary {shape['vocab']}), random weights; full layer x position `resid_pre` sweep of one pair of L "
         f"tokens (two positions corrupted), metric logit(a) - logit(b) at the last position; 2 threads on a 2-core "
-        f"machine shared with other jobs; medians of {args.repeats} alternating runs after a warm-up. TransformerLens "
+        f"machine shared with other jobs; medians of {args.repeats} alternating runs after the equality check (and "
+        f"{args.warmup} untimed rounds). TransformerLens "
         "4.3.0: `patching.get_act_patch_resid_pre` on a `TransformerBridge` (one full forward per patch).",
         "",
         "| L | patches | attnscope exact (s) | TransformerLens (s) | speed-up | max abs diff | attribution patching (s) "
