@@ -27,13 +27,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 from bench._harness import alternate, write
-from bench.lens import bridge_of, build, tokenizer
+from bench.lens import model_with_bridge
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
@@ -92,10 +91,7 @@ def main() -> None:
     tqdm.tqdm.__init__ = partialmethod(tqdm.tqdm.__init__, disable=True)  # TransformerLens' per-patch bar
     torch.set_num_threads(2)
     shape = SHAPES[args.shape]
-    model = build(**shape)
-    tok = tokenizer(shape["vocab"])
-    with tempfile.TemporaryDirectory() as folder:
-        bridge = bridge_of(model, tok, folder)
+    model, _, bridge = model_with_bridge(shape)
     rows, payload = [], {"shape": args.shape, "lengths": args.lengths, "repeats": args.repeats, "runs": {}}
     for length in args.lengths:
         clean, corrupted = pair(length, shape["vocab"])
