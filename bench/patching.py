@@ -74,6 +74,22 @@ def peer(bridge, clean, corrupted) -> torch.Tensor:
         return patching.get_act_patch_resid_pre(bridge, corrupted, cache, metric)
 
 
+def _table(args, shape: dict, rows: list[str]) -> str:
+    return "\n".join([
+        f"GPT-2 shape `{args.shape}` ({shape['n_layer']} layers, d = {shape['n_embd']}, {shape['n_head']} heads, "
+        f"vocabulary {shape['vocab']}), random weights; full layer x position `resid_pre` sweep of one pair of L "
+        f"tokens (two positions corrupted), metric logit(a) - logit(b) at the last position; 2 threads on a 2-core "
+        f"machine shared with other jobs; medians of {args.repeats} alternating runs after the equality check (and "
+        f"{args.warmup} untimed rounds). TransformerLens 4.3.0: `patching.get_act_patch_resid_pre` on a "
+        "`TransformerBridge` (one full forward per patch).",
+        "",
+        "| L | patches | attnscope exact (s) | TransformerLens (s) | speed-up | attnscope reuse=False (s, vs reuse) "
+        "| max abs diff | attribution patching (s) | its speed-up over exact | its correlation with exact |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        *rows,
+    ])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shape", default="mini", choices=sorted(SHAPES))
@@ -114,20 +130,7 @@ def main() -> None:
                     f"{t_full:.3f} ({t_full / t_ours:.1f}x) | {diff:.1e} | {t_ap:.3f} | {t_ours / t_ap:.0f}x | "
                     f"{cmp.correlation:.3f} |")
         print(rows[-1], flush=True)
-    table = "\n".join([
-        f"GPT-2 shape `{args.shape}` ({shape['n_layer']} layers, d = {shape['n_embd']}, {shape['n_head']} heads, "
-        f"vocabulary {shape['vocab']}), random weights; full layer x position `resid_pre` sweep of one pair of L "
-        f"tokens (two positions corrupted), metric logit(a) - logit(b) at the last position; 2 threads on a 2-core "
-        f"machine shared with other jobs; medians of {args.repeats} alternating runs after the equality check (and "
-        f"{args.warmup} untimed rounds). TransformerLens "
-        "4.3.0: `patching.get_act_patch_resid_pre` on a `TransformerBridge` (one full forward per patch).",
-        "",
-        "| L | patches | attnscope exact (s) | TransformerLens (s) | speed-up | attnscope reuse=False (s, vs reuse) "
-        "| max abs diff | attribution patching (s) | its speed-up over exact | its correlation with exact |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-        *rows,
-    ])
-    write("patching", payload, table)
+        write("patching", payload, _table(args, shape, rows))  # after every length: a stopped run keeps its rows
 
 
 if __name__ == "__main__":
