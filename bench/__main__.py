@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SUITE = ["capture", "flow", "ig", "head_stats", "generation", "perturbation", "context_mixing", "lens", "activations", "seq2seq", "quality",
-         "device", "scale"]
+SUITE = ["capture", "flow", "ig", "head_stats", "generation", "perturbation", "context_mixing", "lens", "activations",
+         "seq2seq", "quality", "device", "scale", "patching"]
 # Extra tables that a bench writes with other settings (e.g. `python -m bench.ig --lengths 512 ...`).
 EXTRA = {"ig": ["ig_512"]}
 

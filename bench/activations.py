@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from bench._harness import PeakRSS, alternate, write
-from bench.lens import build, tokenizer  # the same GPT-2-shaped model (random biases and gains) and tokenizer
+from bench.lens import build, model_with_bridge, tokenizer  # the same GPT-2-shaped model (random biases and gains) and tokenizer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
@@ -177,10 +177,7 @@ def main() -> None:
         return
     torch.set_num_threads(2)
     shape = SHAPES[args.shape]
-    model = build(**shape)
-    tok = tokenizer(shape["vocab"])
-    with tempfile.TemporaryDirectory() as folder:
-        bridge = bridge_of(model, tok, folder)
+    model, tok, bridge = model_with_bridge(shape)
     check = agreement(model, bridge, tok, shape)
     texts = corpus(args.texts, args.length, shape["vocab"])
     times = alternate({"attnscope": lambda: ours(model, tok, texts, args.batch),

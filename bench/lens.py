@@ -74,6 +74,16 @@ def tokens(length: int) -> torch.Tensor:
     return torch.randint(1, SHAPE["vocab"], (1, length), generator=torch.Generator().manual_seed(length))
 
 
+def model_with_bridge(shape: dict):
+    """The GPT-2-shaped model of ``shape`` (``n_layer``, ``n_embd``, ``n_head``, ``vocab``), its tokenizer and a
+    TransformerLens bridge on a copy of it."""
+    model = build(**shape)
+    tok = tokenizer(shape["vocab"])
+    with tempfile.TemporaryDirectory() as folder:
+        bridge = bridge_of(model, tok, folder)
+    return model, tok, bridge
+
+
 def bridge_of(model, tok, folder: str):
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import AutoTokenizer

@@ -282,6 +282,76 @@ NOTEBOOKS = {
                       "[round(v, 2) for v in pos.tolist()])\nassert int(pos.argmax()) == 0"),
         new_code_cell("ov.view(list(range(3, 27)), tok)   # source token x output token"),
     ],
+    "09_interventions.ipynb": [
+        new_markdown_cell("# Finding the induction circuit by patching\n\nAttribution says what correlates with an "
+                          "output; interventions say what causes it. The induction organism is a 2-layer Llama trained "
+                          "on `[<bos>, segment, segment]`; its card says a previous-token head in layer 0 and an "
+                          "induction head in layer 1 copy the second segment. Here we find that circuit without "
+                          "reading the card: ablate heads, patch the residual stream, patch paths between heads, and "
+                          "see where the gradient shortcut (attribution patching) is right and where it is not."),
+        new_code_cell("import os\nos.environ.setdefault('HF_HUB_OFFLINE', '1')\nimport torch\nimport attnscope as ats\n"
+                      "from attnscope.organisms.train import sample\nfrom transformers.utils import logging as hf_logging\n\n"
+                      "hf_logging.disable_progress_bar()\nmodel, tok = ats.organisms.load('induction')\nS = 8\n\n"
+                      "def copy_accuracy(ids):\n"
+                      "    with torch.no_grad():\n"
+                      "        pred = model(input_ids=ids).logits.argmax(-1)\n"
+                      "    return float((pred[:, S + 1:2 * S] == ids[:, S + 2:2 * S + 1]).float().mean())\n\n"
+                      "ids = sample(64, S, torch.Generator().manual_seed(0))\n"
+                      "reference = sample(16, S, torch.Generator().manual_seed(1))\n"
+                      "print(f'copy accuracy on the second segment: {copy_accuracy(ids):.3f}')"),
+        new_markdown_cell("## Ablating heads\n`ats.intervene` replaces a head's output before the output projection "
+                          "for every forward in the block: zero, its mean over a reference batch, or its output on a "
+                          "random reference example (resample). Either head of the circuit alone takes copying to "
+                          "chance (1/128)."),
+        new_code_cell("for heads in ({1: [0]}, {0: [0]}):\n"
+                      "    for how in ('zero', 'mean', 'resample'):\n"
+                      "        with ats.intervene(model) as iv:\n"
+                      "            iv.ablate_heads(heads, how=how, reference=None if how == 'zero' else reference)\n"
+                      "            acc = copy_accuracy(ids)\n"
+                      "        print(f'ablate {heads} ({how:8}): copy accuracy {acc:.3f}')\n"
+                      "        assert acc < 0.1\n"
+                      "assert copy_accuracy(ids) > 0.98   # everything is restored after the block"),
+        new_markdown_cell("## Residual patching: where does the copy come from?\nClean: `<bos> A A[:5]`; corrupted: "
+                          "`<bos> B A[:5]` (B shares no token with A), so only the clean run can predict `A[5]`. The "
+                          "metric is `logit(A[5]) - logit(B[5])`; each cell runs the corrupted input with one "
+                          "residual-stream vector taken from the clean run (0 = corrupted, 1 = clean)."),
+        new_code_cell("g = torch.Generator().manual_seed(3)\nperm = torch.randperm(128, generator=g)[:2 * S] + 3\n"
+                      "A, B = perm[:S], perm[S:]\nbos = torch.tensor([1])\n"
+                      "clean = torch.cat([bos, A, A[:5]])[None]\ncorrupted = torch.cat([bos, B, A[:5]])[None]\n"
+                      "metric = ('logit_diff', int(A[5]), int(B[5]))\n"
+                      "res = ats.activation_patching(model, clean, corrupted, metric=metric, tokenizer=tok)\n"
+                      "print(res)\nprint(res.top(3))\n"
+                      "assert res.top(1)[0][:2] == ('1', f'6 {tok.convert_ids_to_tokens(int(A[5]))}')"),
+        new_code_cell("res.show()"),
+        new_markdown_cell("The effect sits in layer 1's input at position 6, which holds `A[5]`, the token after the "
+                          "earlier occurrence of the current token `A[4]`: after layer 0 that position also carries "
+                          "its previous token, which is what the induction head matches on. Patching layer 0's input "
+                          "at position 5 goes the other way (about -1): it makes `A[4]` the previous token of a "
+                          "position that holds `B[5]`, and the induction head copies `B[5]`.\n\n"
+                          "## Path patching: which input of the induction head?\nThe previous-token head's effect "
+                          "through the induction head's query, key and value separately (the other heads frozen):"),
+        new_code_cell("paths = ats.path_patching(model, clean, corrupted, metric=metric, senders=[(0, 0)],\n"
+                      "                          receivers=[(1, 0)])\n"
+                      "print(dict(zip(paths.columns, paths.values('head_out')[0].tolist())))\n"
+                      "q, k, v = paths.values('head_out')[0].tolist()\nassert abs(k) > 0.5 > max(abs(q), abs(v))"),
+        new_markdown_cell("All of it goes through the key: K-composition, the textbook induction circuit.\n\n"
+                          "## Attribution patching, and where it fails\nOne clean forward, one corrupted forward and "
+                          "one backward estimate the whole grid to first order. On this pair it misses the main cell: "
+                          "in the corrupted run the induction head does not attend to position 6 at all (no earlier "
+                          "`A[4]`), so the gradient there is about 0, while the exact patch flips the attention and "
+                          "recovers the clean logit difference. Linearisation fails where attention flips."),
+        new_code_cell("approx = ats.attribution_patching(model, clean, corrupted, metric=metric, tokenizer=tok)\n"
+                      "cmp = approx.compare(res)\nprint(cmp)\n"
+                      "import pandas as pd\npd.DataFrame(cmp.disagreements)"),
+        new_code_cell("approx.show()"),
+        new_markdown_cell("Under small corruptions (noise of norm 0.1 ||e|| on the embeddings, `corrupted="
+                          "EmbeddingNoise(0.1)`), where the model stays near its linear regime, the estimate tracks the "
+                          "exact sweep (correlation > 0.9 on a tiny Llama in the tests)."),
+        new_code_cell("from attnscope.interventions import EmbeddingNoise\n"
+                      "noisy_exact = ats.activation_patching(model, clean, EmbeddingNoise(0.1), metric=metric)\n"
+                      "noisy_approx = ats.attribution_patching(model, clean, EmbeddingNoise(0.1), metric=metric)\n"
+                      "print(noisy_approx.compare(noisy_exact))"),
+    ],
     "08_which_explanation.ipynb": [
         new_markdown_cell("# Which explanation should I trust?\n\nAttribution methods disagree. `ats.evaluate` scores an "
                           "explanation by what the model does when the tokens it ranks highest are removed "

@@ -59,9 +59,14 @@ _PUBLIC = {
     "list_metrics": ".quality",
     "EvaluationResult": ".results",
     "BenchmarkResult": ".results",
+    "intervene": ".interventions",
+    "activation_patching": ".interventions",
+    "attribution_patching": ".interventions",
+    "path_patching": ".interventions",
+    "PatchingResult": ".results",
 }
 _SUBMODULES = {"ops", "viz", "analysis", "attribution", "organisms", "testing", "results", "capturing", "adapters",
-               "lens", "activations", "quality", "inputs"}
+               "lens", "activations", "quality", "inputs", "interventions"}
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import ops, viz  # noqa: F401
@@ -81,6 +86,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .activations import capture_activations, neuron_stats, weights  # noqa: F401
     from .results import ActivationResult, NeuronStats, Weights  # noqa: F401
     from .results import BenchmarkResult, EvaluationResult  # noqa: F401
+    from .interventions import activation_patching, attribution_patching, intervene, path_patching  # noqa: F401
+    from .results import PatchingResult  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

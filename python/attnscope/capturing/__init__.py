@@ -2,6 +2,7 @@
 consumer interface (:class:`CaptureConsumer`, :class:`AttentionEvent`) for code that sees every attention call."""
 
 from .consumers import AttentionEvent, CaptureConsumer
+from .editors import AttentionEditor
 from .session import capture
 
-__all__ = ["AttentionEvent", "CaptureConsumer", "capture"]
+__all__ = ["AttentionEditor", "AttentionEvent", "CaptureConsumer", "capture"]

@@ -32,6 +32,7 @@ from ..adapters.sites import layer_indices
 from ..results import ActivationResult, AttentionResult
 from . import labels
 from .consumers import AttentionEvent, CaptureConsumer, check_consumer
+from .editors import AttentionEditor, check_editor
 from .function import AttentionCall, CaptureOptions, attend, eager_function_of
 
 _REDUCE = (None, "mean", "max", "sum")
@@ -95,6 +96,8 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
             ActivationCapture` arguments (``{"sites": ("resid_post", "mlp_hidden"), "layers": [0], "reduce":
             "norm"}``); ``cap.activations`` is then the ActivationResult of the last sequence. Pass ``layers=[]``
             (or ``record=False``) to record activations without attention.
+        editors: objects that change what heads read or write (:class:`~attnscope.capturing.AttentionEditor`:
+            ``edit_inputs`` and ``edit_output``), e.g. the head ablations of ``ats.intervene``.
 
     After the block, ``cap.result`` is the AttentionResult of the last sequence (one forward, or one
     ``generate()`` assembled into a single matrix) and ``cap.results`` holds all of them.
@@ -115,6 +118,7 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         consumers: Sequence[CaptureConsumer] = (),
         record: bool = True,
         activations: Any = None,
+        editors: Sequence[AttentionEditor] = (),
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a Hugging Face transformer (torch.nn.Module), got {type(model).__name__}")
@@ -165,6 +169,9 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         self.options = CaptureOptions(list(heads) if heads is not None else None, reduce, topk or 0, bool(entropy),
                                       bool(grad), query_chunk or 0, record)
         self.consumers: list[CaptureConsumer] = [check_consumer(c) for c in consumers]
+        if isinstance(editors, (str, bytes)) or not isinstance(editors, Sequence):
+            raise TypeError(f"editors must be a list of capture editors, got {type(editors).__name__}")
+        self.editors: list[AttentionEditor] = [check_editor(e) for e in editors]
         self.model = model
         self.tokenizer = tokenizer
         self.results: list[AttentionResult] = []
@@ -297,21 +304,26 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
             if not mine or slot is None or (self.layers is not None and slot.layer not in self.layers):
                 return fn(module, query, key, value, attention_mask, **kwargs)
             consumers = list(self.consumers)
+            for editor in self.editors:
+                query, key, value = editor.edit_inputs(slot.layer, slot.stack, query, key, value)
             done = attend(self.options, fn, original_is_eager, module, query, key, value, attention_mask, kwargs,
                           want_probs=any(c.needs_probs for c in consumers))
+            output = done.output
+            for editor in self.editors:  # causal self-attention: the last query is the last key
+                output = editor.edit_output(slot.layer, slot.stack, output, key.shape[2] - query.shape[2])
             self.calls += 1
             if done.call is not None:
                 self._record(slot, done.call, query.shape[0])
             if consumers:
                 event = AttentionEvent(
                     layer=slot.layer, stack=slot.stack, module=module, query=query.detach(), key=key.detach(),
-                    value=value.detach(), output=done.output.detach(), spec=done.spec.detached(),
+                    value=value.detach(), output=output.detach(), spec=done.spec.detached(),
                     inputs=dict(self._forward_inputs), probs=done.probs,
                 )
                 with torch.no_grad():
                     for consumer in consumers:
                         consumer.on_attention(event if consumer.needs_probs else dataclasses.replace(event, probs=None))
-            return done.output, None
+            return output, None
 
         return attnscope_attention
 

@@ -10,10 +10,11 @@ from .generation import GenerationAttribution
 from .head_stats import HeadStats
 from .lens import LensResult
 from .neurons import NeuronStats
+from .patching import PatchingComparison, PatchingResult
 from .persist import load
 from .quality import BenchmarkResult, EvaluationResult
 from .weights import Weights
 
 __all__ = ["ActivationResult", "AttentionResult", "AttributionResult", "BenchmarkResult", "DLAResult",
            "DatasetAttribution", "EmbeddingProjection", "EvaluationResult", "GenerationAttribution", "HeadStats",
-           "LensResult", "NeuronStats", "TokenNeighbors", "Weights", "load"]
+           "LensResult", "NeuronStats", "PatchingComparison", "PatchingResult", "TokenNeighbors", "Weights", "load"]
