@@ -3,6 +3,9 @@
 Time: alternating in one process, 5 repeats after a warm-up, medians. Memory: each variant in a fresh subprocess,
 peak RSS minus the RSS right after the model is loaded. Equality (max abs diff on non-padding rows) is asserted
 before anything is timed. Run: ``python -m bench.capture`` (``--quick`` for the smallest sizes only).
+
+Before/after a change: run the old build's Python with ``--out capture_before --label "main abc123"`` from this
+tree, then the new one with ``--before capture_before``; the table then shows both builds' ratios side by side.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import sys
 
 import torch
 
-from bench._harness import PeakRSS, alternate, peak_in_subprocess, write
+from bench._harness import RESULTS, PeakRSS, alternate, peak_in_subprocess, write
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -77,6 +80,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--measure", nargs=3, metavar=("MODEL", "LENGTH", "VARIANT"))
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default="capture", help="result name under bench/results (default: capture)")
+    parser.add_argument("--label", default="", help="which build ran (recorded in the settings)")
+    parser.add_argument("--before", help="a result name of an earlier build to show side by side")
     args = parser.parse_args()
     if args.measure:
         measure(args.measure[0], int(args.measure[1]), args.measure[2])
@@ -87,7 +93,7 @@ def main() -> None:
         sizes = {"minilm": [128], "llama6-16q4kv": [512]}
     rows, payload = [], {"settings": {"repeats": 5, "warmup": 1, "dtype": "float32", "batch": 1,
                                       "peer": "HF eager attention, output_attentions=True (its fastest mode that "
-                                              "returns weights)"}, "results": []}
+                                              "returns weights)", "build": args.label}, "results": []}
     for model_name, lengths in sizes.items():
         sdpa, vocab = load(model_name, "sdpa")
         eager, _ = load(model_name, "eager")
@@ -130,7 +136,32 @@ def main() -> None:
             f"| {r['mean_time_vs_sdpa']:.2f} | {r['peak_mib']['capture_mean']:.0f} "
             f"({r['peak_mib']['eager_output_attentions']:.0f}) | {r['mean_mem_ratio']:.3f} |"
         )
-    write("capture", payload, "\n".join(lines))
+    if args.before:
+        lines += ["", *side_by_side(json.loads((RESULTS / f"{args.before}.json").read_text()), payload)]
+    write(args.out, payload, "\n".join(lines))
+
+
+def side_by_side(before: dict, after: dict) -> list[str]:
+    """The time ratios of an earlier build next to this one's (each measured against its own eager and SDPA runs)."""
+    old = {(r["model"], r["length"]): r for r in before["results"]}
+    label = before["settings"].get("build") or before["env"]["commit"]
+    lines = [
+        f"Before = {label}; after = this build. Each ratio is against the peer measured in the same process.",
+        "",
+        "| model | L | full time ratio before | after | mean / SDPA before | after | full mem ratio before | after "
+        "| mean mem ratio before | after |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in after["results"]:
+        b = old.get((r["model"], r["length"]))
+        if b is None:
+            continue
+        lines.append(
+            f"| {r['model']} | {r['length']} | {b['full_time_ratio']:.2f} | {r['full_time_ratio']:.2f} "
+            f"| {b['mean_time_vs_sdpa']:.2f} | {r['mean_time_vs_sdpa']:.2f} | {b['full_mem_ratio']:.2f} "
+            f"| {r['full_mem_ratio']:.2f} | {b['mean_mem_ratio']:.3f} | {r['mean_mem_ratio']:.3f} |"
+        )
+    return lines
 
 
 if __name__ == "__main__":

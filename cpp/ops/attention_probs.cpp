@@ -1,5 +1,5 @@
 // attention_probs and its backward: schemas (a fragment of the attnscope library) and CPU kernels.
-// Core: cpp/src/attention_probs.cpp, logits.cpp (attnscope/attention_probs.h). Wrapper and autograd:
+// Core: cpp/src/attention_probs.cpp, prob_rows.h, row_kernels.cpp (attnscope/attention_probs.h). Wrapper and autograd:
 // python/attnscope/ops/attention.py.
 #include <torch/library.h>
 

@@ -7,14 +7,15 @@
 namespace attnscope {
 namespace {
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention_probs_reduced_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention_probs_reduced_cpu(
     const at::Tensor& q, const at::Tensor& k, const std::optional<at::Tensor>& mask, double scale, bool is_causal,
     int64_t window, double softcap, const std::optional<at::Tensor>& sinks, int64_t query_chunk,
-    at::OptionalIntArrayRef heads, c10::string_view reduce, bool keep_weights, int64_t topk, bool entropy) {
+    at::OptionalIntArrayRef heads, c10::string_view reduce, bool keep_weights, int64_t topk, bool entropy,
+    const std::optional<at::Tensor>& value) {
   const ReduceSpec rs = make_reduce_spec(heads, std::string(reduce), keep_weights, topk, entropy);
   ReducedAttention r =
-      attention_probs_reduced(q, k, mask, AttentionSpec{scale, is_causal, window, softcap, query_chunk}, sinks, rs);
-  return {r.weights, r.topk_values, r.topk_indices, r.entropy};
+      attention_probs_reduced(q, k, mask, AttentionSpec{scale, is_causal, window, softcap, query_chunk}, sinks, rs, value);
+  return {r.weights, r.topk_values, r.topk_indices, r.entropy, r.output};
 }
 
 }  // namespace
@@ -23,7 +24,8 @@ TORCH_LIBRARY_FRAGMENT(attnscope, m) {
   m.def(
       "attention_probs_reduced(Tensor q, Tensor k, Tensor? mask, float scale, bool is_causal, int window, "
       "float softcap, Tensor? sinks, int query_chunk, int[]? heads, str reduce, bool keep_weights, int topk, "
-      "bool entropy) -> (Tensor weights, Tensor topk_values, Tensor topk_indices, Tensor entropy)");
+      "bool entropy, Tensor? value=None) -> (Tensor weights, Tensor topk_values, Tensor topk_indices, Tensor entropy, "
+      "Tensor output)");
 }
 
 TORCH_LIBRARY_IMPL(attnscope, CPU, m) { m.impl("attention_probs_reduced", &attention_probs_reduced_cpu); }

@@ -33,9 +33,66 @@ ReduceSpec make_reduce_spec(at::OptionalIntArrayRef heads, const std::string& re
   return rs;
 }
 
+namespace {
+
+at::Tensor checked_value(const std::optional<at::Tensor>& value, const Geometry& g, const at::Tensor& q,
+                         at::ScalarType dtype) {
+  if (!value) return at::Tensor();
+  const at::Tensor& v = *value;
+  TORCH_CHECK_VALUE(v.dim() == 4 && v.size(0) == g.batch && v.size(1) == g.kv_heads && v.size(2) == g.k_len,
+                    "value must be [batch=", g.batch, ", kv_heads=", g.kv_heads, ", k_len=", g.k_len,
+                    ", v_dim], got shape ", v.sizes());
+  TORCH_CHECK_TYPE(at::isFloatingType(v.scalar_type()), "value must be float16, bfloat16, float32 or float64, got ",
+                   v.scalar_type());
+  TORCH_CHECK_VALUE(v.device() == q.device(), "value must be on ", q.device(), ", got ", v.device());
+  return rows_contiguous(v, dtype);
+}
+
+// Query rows per task. A caller's query_chunk is kept; the automatic chunk is cut (to whole tiles) until every
+// thread has a few tasks, which changes no value (results do not depend on the chunk).
+int64_t task_rows(const AttentionSpec& spec, const Geometry& g) {
+  const int64_t chunk = chunk_rows(spec, g);
+  if (spec.query_chunk > 0) return chunk;
+  const int64_t splits = (4 * at::get_num_threads() + g.batch - 1) / std::max<int64_t>(g.batch, 1);
+  int64_t rows = (g.q_len + splits - 1) / std::max<int64_t>(splits, 1);
+  rows = (rows + kTileRows - 1) / kTileRows * kTileRows;
+  return std::min(chunk, std::max<int64_t>(rows, 4 * kTileRows));
+}
+
+// out[b, i, h, :] = sum_j p[i, j] v[b, h / group, j, :] for rows [q0, q1), over each tile's visible keys only
+// (probabilities outside them are zero); `out` is [batch, q_len, heads, v_dim].
+template <typename T>
+void probs_times_values(const ProbRows<T>& rows, const Panels<T>& values, int64_t v_dim, int64_t b, int64_t h,
+                        int64_t q0, int64_t q1, const T* p, int64_t ld, T* out) {
+  constexpr int64_t W = panel_width<T>();
+  const Geometry& g = rows.g;
+  for (int64_t i0 = q0; i0 < q1; i0 += kTileRows) {
+    const int64_t i1 = std::min(q1, i0 + kTileRows), l = rows.lo(i0), r = rows.hi(i1 - 1);
+    T* c = out + ((b * g.q_len + i0) * g.heads + h) * v_dim;
+    for (int64_t pc = 0; pc < values.n_panels; ++pc) {
+      rows.kernels->tile(p + (i0 - q0) * ld + l, ld, i1 - i0, values.panel(b, h / g.group, g.kv_heads, pc) + l * W,
+                         r - l, T(1), c + pc * W, g.heads * v_dim, std::min(W, v_dim - pc * W));
+    }
+  }
+}
+
+template <typename T>
+void combine_heads(HeadReduce reduce, bool first, const T* p, T* acc, int64_t n) {
+  if (first) {
+    std::copy(p, p + n, acc);
+  } else if (reduce == HeadReduce::kMax) {
+    for (int64_t i = 0; i < n; ++i) acc[i] = std::max(acc[i], p[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) acc[i] += p[i];
+  }
+}
+
+}  // namespace
+
 ReducedAttention attention_probs_reduced(const at::Tensor& q_in, const at::Tensor& k_in,
                                          const std::optional<at::Tensor>& mask, const AttentionSpec& spec,
-                                         const std::optional<at::Tensor>& sinks_in, const ReduceSpec& rs) {
+                                         const std::optional<at::Tensor>& sinks_in, const ReduceSpec& rs,
+                                         const std::optional<at::Tensor>& value_in) {
   const Geometry g = check_qk(q_in, k_in, spec);
   check_sinks(sinks_in, q_in);
   std::vector<int64_t> heads = rs.heads;
@@ -54,9 +111,11 @@ ReducedAttention attention_probs_reduced(const at::Tensor& q_in, const at::Tenso
   const MaskView mview = prepare_mask(mask, g, dtype, q_in.device());
   const at::Tensor q = rows_contiguous(q_in, dtype);
   const at::Tensor k = rows_contiguous(k_in, dtype);
+  const at::Tensor v = checked_value(value_in, g, q_in, dtype);
   const at::Tensor sinks = sinks_in ? sinks_in->to(dtype).contiguous() : at::Tensor();
   const auto opts = q.options().dtype(dtype);
   const bool reduced = rs.reduce != HeadReduce::kNone;
+  const int64_t v_dim = v.defined() ? v.size(3) : 0;
 
   ReducedAttention out;
   if (rs.keep_weights) {
@@ -67,42 +126,39 @@ ReducedAttention attention_probs_reduced(const at::Tensor& q_in, const at::Tenso
   out.topk_values = at::empty(rs.topk > 0 ? std::vector<int64_t>{g.batch, n_sel, g.q_len, rs.topk} : std::vector<int64_t>{0}, opts);
   out.topk_indices = at::empty(out.topk_values.sizes(), opts.dtype(at::kLong));
   out.entropy = at::empty(rs.entropy ? std::vector<int64_t>{g.batch, n_sel, g.q_len} : std::vector<int64_t>{0}, opts);
+  out.output = v.defined() ? at::empty({g.batch, g.q_len, g.heads, v_dim}, opts) : at::empty({0}, opts);
 
-  const int64_t chunk = chunk_rows(spec, g);
+  const int64_t chunk = task_rows(spec, g);
   const int64_t n_chunks = (g.q_len + chunk - 1) / chunk;
   AT_DISPATCH_FLOATING_TYPES(dtype, "attention_probs_reduced", [&] {
     using T = scalar_t;
     const ProbRows<T> rows = make_rows<T>(g, spec, q, k, &mview, sinks);
+    const Panels<T> values = v.defined() ? value_panels<T>(v) : Panels<T>();
     T* w = rs.keep_weights ? out.weights.mutable_data_ptr<T>() : nullptr;
     T* tv = rs.topk > 0 ? out.topk_values.mutable_data_ptr<T>() : nullptr;
     int64_t* ti = rs.topk > 0 ? out.topk_indices.mutable_data_ptr<int64_t>() : nullptr;
     T* ent = rs.entropy ? out.entropy.mutable_data_ptr<T>() : nullptr;
+    T* o = v.defined() ? out.output.mutable_data_ptr<T>() : nullptr;
     const T inv_heads = T(1) / static_cast<T>(n_sel);
-    // One task per (batch, query chunk): every selected head of those rows, so head reductions need no
-    // shared writes and the scratch is one chunk whatever the number of heads.
+    // One task per (batch, query chunk): every head of those rows, so head reductions need no shared writes and
+    // the scratch is one chunk whatever the number of heads.
     at::parallel_for(0, g.batch * n_chunks, /*grain_size=*/1, [&](int64_t begin, int64_t end) {
       std::vector<T> scratch(static_cast<size_t>(chunk * g.k_len));
       std::vector<int64_t> order(static_cast<size_t>(g.k_len));
+      std::vector<char> done(static_cast<size_t>(g.heads));
       for (int64_t t = begin; t < end; ++t) {
         const int64_t b = t / n_chunks, q0 = (t % n_chunks) * chunk, q1 = std::min(g.q_len, q0 + chunk);
         const int64_t n = q1 - q0;
         T* acc = (reduced && w) ? w + (b * g.q_len + q0) * g.k_len : nullptr;
+        std::fill(done.begin(), done.end(), 0);
         for (int64_t s = 0; s < n_sel; ++s) {
           const int64_t h = heads[static_cast<size_t>(s)];
           const bool direct = w && !reduced;
           T* p = direct ? w + ((b * n_sel + s) * g.q_len + q0) * g.k_len : scratch.data();
           rows(b, h, q0, q1, p, g.k_len);
-          if (acc) {
-            for (int64_t i = 0; i < n * g.k_len; ++i) {
-              if (s == 0) {
-                acc[i] = p[i];
-              } else if (rs.reduce == HeadReduce::kMax) {
-                acc[i] = std::max(acc[i], p[i]);
-              } else {
-                acc[i] += p[i];
-              }
-            }
-          }
+          if (o && !done[static_cast<size_t>(h)]) probs_times_values(rows, values, v_dim, b, h, q0, q1, p, g.k_len, o);
+          done[static_cast<size_t>(h)] = 1;
+          if (acc) combine_heads(rs.reduce, s == 0, p, acc, n * g.k_len);
           for (int64_t i = 0; i < n; ++i) {
             const T* row = p + i * g.k_len;
             const int64_t out_row = (b * n_sel + s) * g.q_len + q0 + i;
@@ -127,6 +183,11 @@ ReducedAttention attention_probs_reduced(const at::Tensor& q_in, const at::Tenso
         }
         if (acc && rs.reduce == HeadReduce::kMean) {
           for (int64_t i = 0; i < n * g.k_len; ++i) acc[i] *= inv_heads;
+        }
+        for (int64_t h = 0; o && h < g.heads; ++h) {  // heads the selection left out still make the output
+          if (done[static_cast<size_t>(h)]) continue;
+          rows(b, h, q0, q1, scratch.data(), g.k_len);
+          probs_times_values(rows, values, v_dim, b, h, q0, q1, scratch.data(), g.k_len, o);
         }
       }
     });

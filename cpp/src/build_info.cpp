@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include "row_kernels.h"
+
 namespace attnscope {
 
 std::map<std::string, std::string> build_info() {
@@ -23,6 +25,7 @@ std::map<std::string, std::string> build_info() {
                           std::to_string(EIGEN_MINOR_VERSION);
   info["cplusplus"] = std::to_string(__cplusplus);
   info["parallel_backend"] = at::get_parallel_info();
+  info["attention_kernels"] = attention_kernels_isa();
   return info;
 }
 

@@ -10,7 +10,8 @@
 #include <optional>
 
 #include "attnscope/attention_probs.h"
-#include "attnscope/logits.h"
+#include "panels.h"
+#include "row_kernels.h"
 
 namespace attnscope {
 namespace detail {
@@ -111,7 +112,9 @@ using ConstRows = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<>>;
 template <typename T>
 using Rows = Eigen::Map<RowMatrix<T>, 0, Eigen::OuterStride<>>;
 
-// Computes logits and probabilities for rows [q0, q1) of one (batch, head).
+// Computes logits and probabilities for rows [q0, q1) of one (batch, head). Logits come from the row kernels'
+// tiles (kTileRows query rows against one panel of keys, each (query, key) pair summed over head_dim in increasing
+// order with fused multiply-adds), so a row's values never depend on which rows share its chunk or its tile.
 template <typename T>
 struct ProbRows {
   Geometry g;
@@ -122,6 +125,8 @@ struct ProbRows {
   int64_t ksb, ksh, ksl;
   const MaskView* mask;
   const T* sinks;  // nullptr when absent
+  Panels<T> keys;  // K^T in panels, per (batch, kv head)
+  const RowKernelsOf<T>* kernels;
 
   ConstRows<T> q_rows(int64_t b, int64_t h, int64_t q0, int64_t n) const {
     return ConstRows<T>(q + b * qsb + h * qsh + q0 * qsl, n, g.head_dim, Eigen::OuterStride<>(qsl));
@@ -130,60 +135,68 @@ struct ProbRows {
     return ConstRows<T>(k + b * ksb + (h / g.group) * ksh, g.k_len, g.head_dim, Eigen::OuterStride<>(ksl));
   }
 
-  // Scaled logits q.k * scale before soft-capping and masking, into `out` (row stride ld). Row by row with a
-  // fixed summation order: the chunk never changes a value.
-  void raw_logits(int64_t b, int64_t h, int64_t q0, int64_t q1, T* out, int64_t ld) const {
-    const T* kb = k + b * ksb + (h / g.group) * ksh;
-    for (int64_t i = q0; i < q1; ++i) {
-      row_logits(q + b * qsb + h * qsh + i * qsl, kb, g.k_len, g.head_dim, ksl, static_cast<T>(spec.scale),
-                 out + (i - q0) * ld);
+  // The keys query row i sees: [lo(i), hi(i)); both never decrease with i.
+  int64_t hi(int64_t i) const {
+    return (spec.is_causal || spec.window > 0) ? std::clamp<int64_t>(i + g.offset + 1, 0, g.k_len) : g.k_len;
+  }
+  int64_t lo(int64_t i) const {
+    return spec.window > 0 ? std::clamp<int64_t>(i + g.offset - spec.window + 1, 0, hi(i)) : 0;
+  }
+
+  // Scaled logits of rows [i0, i1) (at most kTileRows) for the key panels covering [key0, key1), into `out`
+  // (row i at out + (i - i0) * ld, key j at column j). Columns of those panels outside [key0, key1) are written too.
+  void tile_logits(int64_t b, int64_t h, int64_t i0, int64_t i1, int64_t key0, int64_t key1, T* out,
+                   int64_t ld) const {
+    constexpr int64_t W = panel_width<T>();
+    const T* qi = q + b * qsb + h * qsh + i0 * qsl;
+    for (int64_t p = key0 / W; p * W < key1; ++p) {
+      kernels->tile(qi, qsl, i1 - i0, keys.panel(b, h / g.group, g.kv_heads, p), g.head_dim,
+                    static_cast<T>(spec.scale), out + p * W, ld, std::min(W, g.k_len - p * W));
     }
   }
 
-  // Probabilities for rows [q0, q1) into `out` (row stride ld). Logits are computed only for the keys that
+  // Scaled logits q.k * scale before soft-capping and masking, every key, into `out` (row stride ld).
+  void raw_logits(int64_t b, int64_t h, int64_t q0, int64_t q1, T* out, int64_t ld) const {
+    for (int64_t i0 = q0; i0 < q1; i0 += kTileRows) {
+      tile_logits(b, h, i0, std::min(q1, i0 + kTileRows), 0, g.k_len, out + (i0 - q0) * ld, ld);
+    }
+  }
+
+  // Probabilities for rows [q0, q1) into `out` (row stride ld). Logits are computed only for the key panels that
   // causality and the window leave visible; everything else is zero.
   void operator()(int64_t b, int64_t h, int64_t q0, int64_t q1, T* out, int64_t ld) const {
-    constexpr T kNegInf = -std::numeric_limits<T>::infinity();
-    const T cap = static_cast<T>(spec.softcap);
-    const T* kb = k + b * ksb + (h / g.group) * ksh;
-    for (int64_t i = q0; i < q1; ++i) {
-      T* row = out + (i - q0) * ld;
-      const int64_t pos = i + g.offset;  // absolute position of this query
-      const int64_t hi = (spec.is_causal || spec.window > 0) ? std::clamp<int64_t>(pos + 1, 0, g.k_len) : g.k_len;
-      const int64_t lo = spec.window > 0 ? std::clamp<int64_t>(pos - spec.window + 1, 0, hi) : 0;
-      std::fill(row, row + lo, T(0));
-      std::fill(row + hi, row + g.k_len, T(0));
-      row_logits(q + b * qsb + h * qsh + i * qsl, kb + lo * ksl, hi - lo, g.head_dim, ksl,
-                 static_cast<T>(spec.scale), row + lo);
-      if (cap > 0) {
-        for (int64_t j = lo; j < hi; ++j) row[j] = cap * std::tanh(row[j] / cap);
-      }
-      if (mask->present) {
-        const int64_t base = b * mask->sb + h * mask->sh + i * mask->sq;
-        if (mask->is_bool) {
-          const bool* m = mask->holder.template const_data_ptr<bool>() + base;
-          for (int64_t j = lo; j < hi; ++j) {
-            if (!m[j * mask->sk]) row[j] = kNegInf;
-          }
-        } else {
-          const T* m = mask->holder.template const_data_ptr<T>() + base;
-          for (int64_t j = lo; j < hi; ++j) row[j] += m[j * mask->sk];
-        }
-      }
-      T top = sinks ? sinks[h] : kNegInf;
-      for (int64_t j = lo; j < hi; ++j) top = std::max(top, row[j]);
-      if (top == kNegInf) {  // nothing visible and no sink: zeros, never NaN
-        std::fill(row + lo, row + hi, T(0));
-        continue;
-      }
-      T total = sinks ? std::exp(sinks[h] - top) : T(0);
-      for (int64_t j = lo; j < hi; ++j) {
-        row[j] = std::exp(row[j] - top);
-        total += row[j];
-      }
-      const T inv = T(1) / total;
-      for (int64_t j = lo; j < hi; ++j) row[j] *= inv;
+    for (int64_t i0 = q0; i0 < q1; i0 += kTileRows) {
+      const int64_t i1 = std::min(q1, i0 + kTileRows);
+      tile_logits(b, h, i0, i1, lo(i0), hi(i1 - 1), out + (i0 - q0) * ld, ld);
+      for (int64_t i = i0; i < i1; ++i) finish_row(b, h, i, out + (i - q0) * ld);
     }
+  }
+
+  // Soft-cap, mask and softmax of row i's visible logits; zeros elsewhere.
+  void finish_row(int64_t b, int64_t h, int64_t i, T* row) const {
+    constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+    const int64_t l = lo(i), r = hi(i);
+    std::fill(row, row + l, T(0));
+    std::fill(row + r, row + g.k_len, T(0));
+    const T cap = static_cast<T>(spec.softcap);
+    if (cap > 0) {
+      for (int64_t j = l; j < r; ++j) row[j] = cap * std::tanh(row[j] / cap);
+    }
+    if (mask->present) {
+      const int64_t base = b * mask->sb + h * mask->sh + i * mask->sq;
+      const int64_t sk = mask->sk;
+      if (mask->is_bool) {
+        const bool* m = mask->holder.template const_data_ptr<bool>() + base;
+        for (int64_t j = l; j < r; ++j) row[j] = m[j * sk] ? row[j] : kNegInf;
+      } else if (sk == 1) {  // the common contiguous case, vectorised by the compiler
+        const T* m = mask->holder.template const_data_ptr<T>() + base;
+        for (int64_t j = l; j < r; ++j) row[j] += m[j];
+      } else {
+        const T* m = mask->holder.template const_data_ptr<T>() + base;
+        for (int64_t j = l; j < r; ++j) row[j] += m[j * sk];
+      }
+    }
+    kernels->softmax(row + l, r - l, sinks ? sinks[h] : kNegInf);
   }
 };
 
@@ -201,7 +214,9 @@ ProbRows<T> make_rows(const Geometry& g, const AttentionSpec& spec, const at::Te
                      k.stride(1),
                      k.stride(2),
                      mask,
-                     sinks.defined() ? sinks.const_data_ptr<T>() : nullptr};
+                     sinks.defined() ? sinks.const_data_ptr<T>() : nullptr,
+                     key_panels<T>(k),
+                     &row_kernels_of<T>()};
 }
 
 // A [batch, k_len] per-position tensor (validity or token ids), checked and made contiguous in `dtype`.

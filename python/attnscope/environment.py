@@ -10,7 +10,8 @@ from ._extension import _C, build_info
 
 
 def config() -> dict[str, str]:
-    """Build and runtime facts as a dict (torch built against and running, compiler, threads, Eigen)."""
+    """Build and runtime facts as a dict (torch built against and running, compiler, threads, Eigen, the
+    instruction set of the attention kernels)."""
     from . import __version__
 
     native = dict(_C.build_info())
@@ -25,6 +26,7 @@ def config() -> dict[str, str]:
         "threads (torch.get_num_threads)": str(torch.get_num_threads()),
         "cuda available": str(torch.cuda.is_available()),
         "parallel backend": _parallel_backend(native.get("parallel_backend", "")),
+        "attention kernels": native.get("attention_kernels", "unknown"),
     }
 
 

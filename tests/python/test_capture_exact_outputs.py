@@ -34,6 +34,45 @@ def test_output_under_capture_equals_output_without(kind, options):
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
+def _counting_sdpa(monkeypatch) -> list[int]:
+    calls = [0]
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counted)
+    return calls
+
+
+@pytest.mark.parametrize("options", [{"reduce": "mean"}, {"heads": [1]}, {"topk": 2}], ids=["mean", "head", "topk"])
+def test_inference_capture_computes_attention_once(monkeypatch, options):
+    # Recording without autograd, the layer output is P·V of the captured probabilities: the model's SDPA never runs
+    # (q·kᵀ is not computed twice), and the output is the model's own to float rounding.
+    model = build("llama")
+    inputs = batch("llama", "right")
+    with torch.no_grad():
+        want = model(**inputs).logits
+        calls = _counting_sdpa(monkeypatch)
+        with ats.capture(model, **options) as cap:
+            got = model(**inputs).logits
+    assert cap.calls == 2 and calls[0] == 0
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_capture_with_autograd_keeps_the_models_differentiable_output(monkeypatch):
+    model = build("llama")
+    inputs = batch("llama", "right")
+    calls = _counting_sdpa(monkeypatch)
+    with ats.capture(model, reduce="mean") as cap:
+        logits = model(**inputs).logits
+    assert calls[0] == 2 and logits.requires_grad
+    logits.sum().backward()
+    assert model.model.layers[0].self_attn.q_proj.weight.grad is not None
+    assert cap.calls == 2
+
+
 @pytest.mark.parametrize("kind", ["t5", "bart_lm"])
 def test_encoder_decoder_generate_under_capture_is_unchanged(kind):
     model = build(kind)

@@ -85,6 +85,23 @@ def test_attention_probs_reduced(reduce, heads, case):
         _close(g, w, 1e-6, name)
 
 
+@pytest.mark.parametrize("heads", [None, [1, 6, 3]])
+@pytest.mark.parametrize("case", ["plain", "everything"])
+def test_attention_probs_reduced_output_from_values(heads, case):
+    """The layer output P·V (every q head, selected or not) from the same probabilities, as the CPU kernel gives it."""
+    q, k, args = _attention_args(case, torch.float32, q_len=9, k_len=11)
+    v = torch.randn(k.shape[0], k.shape[1], k.shape[2], 5, generator=torch.Generator().manual_seed(3))
+    extra = (heads, "mean", True, 0, False, v)
+    want = ops.attention_probs_reduced(q, k, *args, *extra)
+    got = ops.attention_probs_reduced_generic(q, k, *args[:-1], 4, *extra)
+    assert got[4].shape == (q.shape[0], q.shape[2], q.shape[1], 5)
+    _close(got[4], want[4], 1e-6, "output")
+    probs = ops.attention_probs(q, k, *args)  # [B, H, Q, K]
+    group = q.shape[1] // k.shape[1]
+    reference = (probs.double() @ v.double().repeat_interleave(group, dim=1)).transpose(1, 2)
+    _close(got[4].double(), reference, 1e-6, "output vs P·V")
+
+
 def test_reduced_topk_ties_keep_the_lower_key():
     q, k = torch.zeros(1, 2, 4, 8), torch.zeros(1, 2, 6, 8)  # uniform rows: every probability ties
     args = (q, k, None, 1.0, True, 0, 0.0, None, 0, None, "none", False, 3, False)

@@ -27,7 +27,7 @@ OLD_SIGNATURES = {
     "attention_probs": ATTENTION_HEAD,
     "attention_probs_reduced": ATTENTION_HEAD + [
         ("heads", "KEYWORD_ONLY", None), ("reduce", "KEYWORD_ONLY", None), ("keep_weights", "KEYWORD_ONLY", True),
-        ("topk", "KEYWORD_ONLY", 0), ("entropy", "KEYWORD_ONLY", False)],
+        ("topk", "KEYWORD_ONLY", 0), ("entropy", "KEYWORD_ONLY", False), ("value", "KEYWORD_ONLY", None)],
     "attention_head_stats": ATTENTION_HEAD + [
         ("input_ids", "KEYWORD_ONLY", None), ("valid", "KEYWORD_ONLY", None),
         ("induction_period", "KEYWORD_ONLY", 0)],

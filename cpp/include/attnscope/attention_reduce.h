@@ -30,6 +30,7 @@ struct ReducedAttention {
   at::Tensor topk_values;   // [batch, heads_sel, q_len, topk] or empty
   at::Tensor topk_indices;  // [batch, heads_sel, q_len, topk] (int64) or empty
   at::Tensor entropy;       // [batch, heads_sel, q_len] or empty
+  at::Tensor output;        // [batch, q_len, q_heads, v_dim] = P.V over every head when `value` is given, else empty
 };
 
 // The schema's reduction arguments as a ReduceSpec (`reduce` parsed by parse_head_reduce).
@@ -37,9 +38,12 @@ ReduceSpec make_reduce_spec(at::OptionalIntArrayRef heads, const std::string& re
                             bool entropy);
 
 // Same inputs and semantics as attention_probs. Peak temporary memory is one chunk of rows per thread,
-// independent of the number of heads.
+// independent of the number of heads. With `value` [batch, kv_heads, k_len, v_dim] the attention output P.V of
+// every q head is computed from the same probabilities in the chunk loop (the layer's output without a second
+// Q.K^T), in the compute dtype, laid out as attention functions return it.
 ReducedAttention attention_probs_reduced(const at::Tensor& q, const at::Tensor& k,
                                          const std::optional<at::Tensor>& mask, const AttentionSpec& spec,
-                                         const std::optional<at::Tensor>& sinks, const ReduceSpec& reduce);
+                                         const std::optional<at::Tensor>& sinks, const ReduceSpec& reduce,
+                                         const std::optional<at::Tensor>& value = std::nullopt);
 
 }  // namespace attnscope

@@ -184,10 +184,37 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_probs_backward(
   return {dq, dk, dsinks};
 }
 
+namespace {
+
+// out[b, i, h, :] = sum_j p[b, h, i, j] v[b, h / group, j, :] over every q head, a chunk of rows at a time.
+at::Tensor probs_times_values(const Inputs& all, const at::Tensor& value) {
+  const Geometry& g = all.g;
+  TORCH_CHECK_VALUE(value.dim() == 4 && value.size(0) == g.batch && value.size(1) == g.kv_heads &&
+                        value.size(2) == g.k_len,
+                    "value must be [batch=", g.batch, ", kv_heads=", g.kv_heads, ", k_len=", g.k_len,
+                    ", v_dim], got shape ", value.sizes());
+  TORCH_CHECK_TYPE(at::isFloatingType(value.scalar_type()), "value must be float16, bfloat16, float32 or float64, got ",
+                   value.scalar_type());
+  TORCH_CHECK_VALUE(value.device() == all.q.device(), "value must be on ", all.q.device(), ", got ", value.device());
+  const at::Tensor v = value.to(all.dtype);
+  const int64_t v_dim = v.size(3);
+  at::Tensor out = at::empty({g.batch, g.heads, g.q_len, v_dim}, all.q.options());
+  if (g.batch == 0 || g.q_len == 0 || g.heads == 0) return out.permute({0, 2, 1, 3}).contiguous();
+  for_chunks(all, [&](int64_t q0, int64_t n) {
+    const at::Tensor p = chunk_probs(all, q0, n).reshape({g.batch, g.kv_heads, g.group * n, g.k_len});
+    out.narrow(2, q0, n).copy_(at::matmul(p, v).view({g.batch, g.heads, n, v_dim}));
+  });
+  return out.permute({0, 2, 1, 3}).contiguous();
+}
+
+}  // namespace
+
 ReducedAttention attention_probs_reduced(const at::Tensor& q, const at::Tensor& k,
                                          const std::optional<at::Tensor>& mask, const AttentionSpec& spec,
-                                         const std::optional<at::Tensor>& sinks, const ReduceSpec& rs) {
+                                         const std::optional<at::Tensor>& sinks, const ReduceSpec& rs,
+                                         const std::optional<at::Tensor>& value) {
   Inputs in = check_attention_args(q, k, mask, spec, sinks);
+  const at::Tensor output = value ? probs_times_values(in, *value) : at::empty({0}, in.q.options());
   select_heads(in, rs.heads);
   const Geometry& g = in.g;
   TORCH_CHECK_VALUE(rs.topk >= 0 && rs.topk <= g.k_len, "topk must be between 0 and k_len=", g.k_len, ", got ",
@@ -204,6 +231,7 @@ ReducedAttention attention_probs_reduced(const at::Tensor& q, const at::Tensor& 
   out.topk_values = at::empty(rs.topk > 0 ? std::vector<int64_t>{g.batch, S, g.q_len, rs.topk} : std::vector<int64_t>{0}, opts);
   out.topk_indices = at::empty(out.topk_values.sizes(), opts.dtype(at::kLong));
   out.entropy = at::empty(rs.entropy ? std::vector<int64_t>{g.batch, S, g.q_len} : std::vector<int64_t>{0}, opts);
+  out.output = output;
   if (g.batch == 0 || g.q_len == 0 || S == 0) return out;
   for_chunks(in, [&](int64_t q0, int64_t n) {
     const at::Tensor p = chunk_probs(in, q0, n);  // [B, S, n, K]

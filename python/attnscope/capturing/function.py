@@ -1,8 +1,10 @@
 """The attention function attnscope installs through transformers' AttentionInterface.
 
-It computes the layer output the way the model did (SDPA by default) and the requested attention
-probabilities with the C++ op; where SDPA would not compute what eager computes (soft-capping, learned sinks) or
-where every head is captured unreduced anyway, the output is P·V from the op's probabilities.
+When a recording call needs no autograd graph (inference: ``torch.no_grad()`` or nothing requires grad), one op
+call computes the probabilities, their reductions and the layer output P·V from the same probabilities, so
+``q @ k^T`` is computed once. Otherwise it computes the layer output the way the model did (SDPA by default) and the
+requested attention probabilities with the C++ op; where SDPA would not compute what eager computes (soft-capping,
+learned sinks) or where every head is captured unreduced anyway, the output is P·V from the op's probabilities.
 """
 
 from __future__ import annotations
@@ -189,6 +191,34 @@ class Attended(NamedTuple):
     probs: Tensor | None  # detached [batch, heads, q, k] when asked for (for consumers that need them)
 
 
+def _needs_graph(query: Tensor, key: Tensor, value: Tensor, spec: AttentionSpec) -> bool:
+    """Whether the layer output must carry an autograd graph (to the inputs, a learned bias or the sinks)."""
+    tensors = (query, key, value, spec.mask, spec.sinks)
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _attend_in_one_pass(opts: CaptureOptions, query: Tensor, key: Tensor, value: Tensor, spec: AttentionSpec,
+                        want_probs: bool) -> Attended:
+    """Record without autograd: one op call gives the captured weights and the layer output P·V of every head from
+    the same probabilities (eager attention's semantics, soft-capping and sinks included)."""
+    r = ops.attention_probs_reduced(
+        query, key, spec=spec, heads=opts.heads, reduce=opts.reduce, keep_weights=opts.keep_weights,
+        topk=opts.topk, entropy=opts.entropy, value=value,
+    )
+    probs = None
+    if want_probs:  # the weights are the full probabilities when every head is kept unreduced
+        probs = r.weights if opts.wants_full else ops.attention_probs(query, key, spec=spec)
+    call = AttentionCall(
+        r.weights if opts.keep_weights else None,
+        r.topk_values if opts.topk else None,
+        r.topk_indices if opts.topk else None,
+        r.entropy if opts.entropy else None,
+        query.shape[2],
+        key.shape[2],
+    )
+    return Attended(r.output.to(value.dtype), call, spec, probs)
+
+
 def attend(
     opts: CaptureOptions,
     original: Callable,
@@ -208,8 +238,10 @@ def attend(
     if opts.record and opts.heads is not None and max(opts.heads) >= heads:
         raise ValueError(f"head {max(opts.heads)} out of range: the model has {heads} heads (0..{heads - 1})")
     spec = call_spec(module, query, key, attention_mask, kwargs, opts.query_chunk)
-    exotic = (spec.softcap > 0 or spec.sinks is not None) and not original_is_eager
     dropout = active_dropout(module, kwargs, opts.grad and opts.record)
+    if opts.record and not dropout and not _needs_graph(query, key, value, spec):
+        return _attend_in_one_pass(opts, query, key, value, spec, want_probs)
+    exotic = (spec.softcap > 0 or spec.sinks is not None) and not original_is_eager
     probs = None
     # With an additive bias the output stays the model's own: its gradient reaches the bias (a learned parameter),
     # which the op's probabilities do not differentiate. With dropout in training mode, it applies the dropout.

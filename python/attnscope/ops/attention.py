@@ -97,6 +97,7 @@ class ReducedAttention(NamedTuple):
     topk_values: Tensor  # [batch, heads_sel, q_len, topk]
     topk_indices: Tensor  # [batch, heads_sel, q_len, topk], int64 key indices
     entropy: Tensor  # [batch, heads_sel, q_len], nats
+    output: Tensor  # [batch, q_len, q_heads, v_dim]: P·V of every head when ``value`` was given
 
 
 @attention_op
@@ -109,18 +110,22 @@ def attention_probs_reduced(
     keep_weights: bool = True,
     topk: int = 0,
     entropy: bool = False,
+    value: Tensor | None = None,
 ) -> ReducedAttention:
     """Attention probabilities reduced inside the chunk loop (same inputs as :func:`attention_probs`).
 
     ``heads`` selects q heads; ``reduce`` in {None, "mean", "max", "sum"} combines the selected heads (dropping the
     head axis); ``topk`` keeps the k largest probabilities per row and head; ``entropy`` adds each row's entropy.
     The full ``[batch, heads, q_len, k_len]`` tensor is never built, and temporary memory does not grow with the
-    number of heads. Not differentiable.
+    number of heads. ``value`` ``[batch, kv_heads, k_len, v_dim]`` adds ``output``, the attention output ``P·V`` of
+    every q head (selected or not) from the same probabilities, ``[batch, q_len, q_heads, v_dim]`` as attention
+    functions return it, in the probabilities' dtype: the layer's output without computing ``q @ k^T`` twice.
+    Not differentiable.
     """
     return ReducedAttention(
         *torch.ops.attnscope.attention_probs_reduced(
             q, k, *spec.op_args(q), None if heads is None else [int(h) for h in heads], reduce or "none",
-            bool(keep_weights), int(topk), bool(entropy),
+            bool(keep_weights), int(topk), bool(entropy), value,
         )
     )
 
@@ -128,7 +133,8 @@ def attention_probs_reduced(
 @torch.library.register_fake("attnscope::attention_probs_reduced_generic")
 @torch.library.register_fake("attnscope::attention_probs_reduced")
 def _attention_probs_reduced_fake(q, k, *args):
-    _, (heads, reduce, keep_weights, topk, entropy) = AttentionSpec.from_op_args(args)
+    _, (heads, reduce, keep_weights, topk, entropy, *rest) = AttentionSpec.from_op_args(args)
+    value = rest[0] if rest else None
     dtype = probs_dtype(q.dtype)
     batch, q_len, k_len = q.shape[0], q.shape[2], k.shape[2]
     n_sel = q.shape[1] if heads is None or len(heads) == 0 else len(heads)
@@ -144,6 +150,7 @@ def _attention_probs_reduced_fake(q, k, *args):
         q.new_empty(top_shape, dtype=dtype),
         q.new_empty(top_shape, dtype=torch.long),
         q.new_empty((batch, n_sel, q_len) if entropy else (0,), dtype=dtype),
+        q.new_empty((batch, q_len, q.shape[1], value.shape[-1]) if value is not None else (0,), dtype=dtype),
     )
 
 

@@ -29,7 +29,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_probs_backward(
 
 ReducedAttention attention_probs_reduced(const at::Tensor& q, const at::Tensor& k,
                                          const std::optional<at::Tensor>& mask, const AttentionSpec& spec,
-                                         const std::optional<at::Tensor>& sinks, const ReduceSpec& reduce);
+                                         const std::optional<at::Tensor>& sinks, const ReduceSpec& reduce,
+                                         const std::optional<at::Tensor>& value = std::nullopt);
 
 HeadStatSums attention_head_stats(const at::Tensor& q, const at::Tensor& k, const std::optional<at::Tensor>& mask,
                                   const AttentionSpec& spec, const std::optional<at::Tensor>& sinks,
