@@ -3,6 +3,8 @@
 #include <torch/library.h>
 
 #include "attnscope/attention_reduce.h"
+#include "attnscope/checks.h"
+#include "attnscope/no_autograd.h"
 
 namespace attnscope {
 namespace {
@@ -11,14 +13,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention_probs_reduc
     const at::Tensor& q, const at::Tensor& k, const std::optional<at::Tensor>& mask, double scale, bool is_causal,
     int64_t window, double softcap, const std::optional<at::Tensor>& sinks, int64_t query_chunk,
     at::OptionalIntArrayRef heads, c10::string_view reduce, bool keep_weights, int64_t topk, bool entropy) {
+  const AttentionSpec spec{scale, is_causal, window, softcap, query_chunk};
+  check_attention_probs_reduced(q, k, mask, spec, sinks, heads, std::string(reduce), topk);
   ReduceSpec rs;
   if (heads) rs.heads.assign(heads->begin(), heads->end());
   rs.reduce = parse_head_reduce(std::string(reduce));
   rs.keep_weights = keep_weights;
   rs.topk = topk;
   rs.entropy = entropy;
-  ReducedAttention r =
-      attention_probs_reduced(q, k, mask, AttentionSpec{scale, is_causal, window, softcap, query_chunk}, sinks, rs);
+  ReducedAttention r = attention_probs_reduced(q, k, mask, spec, sinks, rs);
   return {r.weights, r.topk_values, r.topk_indices, r.entropy};
 }
 
@@ -32,5 +35,7 @@ TORCH_LIBRARY_FRAGMENT(attnscope, m) {
 }
 
 TORCH_LIBRARY_IMPL(attnscope, CPU, m) { m.impl("attention_probs_reduced", &attention_probs_reduced_cpu); }
+
+TORCH_LIBRARY_IMPL(attnscope, Autograd, m) { m.impl("attention_probs_reduced", refuse_autograd()); }
 
 }  // namespace attnscope
