@@ -64,14 +64,16 @@ void attention_shapes(const char* op, const at::Tensor& q, const at::Tensor& k, 
   floating(op, "k", k);
   TORCH_CHECK_VALUE(q.size(0) == k.size(0), op, ": q and k must have the same batch size, got q ", q.sizes(),
                     " and k ", k.sizes());
-  TORCH_CHECK_VALUE(q.size(3) == k.size(3) && q.size(3) >= 1, op, ": q and k must share a head_dim >= 1, got q ",
-                    q.sizes(), " and k ", k.sizes());
-  TORCH_CHECK_VALUE(q.size(1) >= 1 && k.size(1) >= 1 && q.size(1) % k.size(1) == 0, op,
-                    ": q_heads must be a positive multiple of kv_heads >= 1, got q_heads=", q.size(1),
-                    " and kv_heads=", k.size(1));
+  TORCH_CHECK_VALUE(q.size(3) == k.size(3), op, ": head_dim of q and k differ: q has head_dim ", q.size(3),
+                    " (shape ", q.sizes(), "), k has head_dim ", k.size(3), " (shape ", k.sizes(), ")");
+  TORCH_CHECK_VALUE(q.size(3) >= 1, op, ": q and k need head_dim >= 1, got shape ", q.sizes());
+  TORCH_CHECK_VALUE(q.size(1) >= 1 && k.size(1) >= 1, op, ": q_heads and kv_heads must be >= 1, got q_heads=",
+                    q.size(1), " and kv_heads=", k.size(1));
+  TORCH_CHECK_VALUE(q.size(1) % k.size(1) == 0, op, ": q_heads must be a multiple of kv_heads, got q_heads=",
+                    q.size(1), " and kv_heads=", k.size(1));
   TORCH_CHECK_VALUE(spec.query_chunk >= 0, op, ": query_chunk must be >= 0 (0 = automatic), got ", spec.query_chunk);
   TORCH_CHECK_VALUE(spec.window >= 0, op, ": window must be >= 0 (0 = no sliding window), got ", spec.window);
-  TORCH_CHECK_VALUE(std::isfinite(spec.softcap) && spec.softcap >= 0.0, op, ": softcap must be finite and >= 0 "
+  TORCH_CHECK_VALUE(std::isfinite(spec.softcap) && spec.softcap >= 0.0, op, ": softcap must be >= 0 and finite "
                     "(0 = off), got ", spec.softcap);
   TORCH_CHECK_VALUE(std::isfinite(spec.scale), op, ": scale must be finite, got ", spec.scale);
   TORCH_CHECK_VALUE(!(spec.is_causal || spec.window > 0) || q.size(2) <= k.size(2), op,
@@ -133,14 +135,15 @@ void chained_attention(const char* op, const at::Tensor& attn, int64_t head_redu
   const int64_t n = attn.size(3);
   if (rows.has_value()) {
     for (int64_t r : *rows) {
-      TORCH_CHECK_VALUE(r >= 0 && r < n, op, ": rows has ", r, ", out of range for ", n, " query positions");
+      TORCH_CHECK_VALUE(r >= 0 && r < n, op, ": rows has ", r, ", out of range for ", n, " query positions (valid: 0..",
+                        n - 1, ")");
     }
   }
   if (attn.numel() == 0) return;
   auto [lo, hi] = at::aminmax(attn);  // NaN propagates into both
   const double mn = lo.item<double>(), mx = hi.item<double>();
   TORCH_CHECK_VALUE(mn >= 0.0 && std::isfinite(mx), op, ": attention weights must be finite and >= 0 "
-                    "(probabilities), got min ", mn, " and max ", mx);
+                    "(probabilities); every weight is checked, and they have min ", mn, " and max ", mx);
 }
 
 // Segment bounds of the adaptive quadrature: 1-D, >= 2 entries, finite, strictly increasing, inside [0, 1].
@@ -303,7 +306,7 @@ void check_vocab_projection(const at::Tensor& hidden, const at::Tensor& weight, 
   const int64_t P = hidden.size(1), d = hidden.size(2), V = weight.size(0);
   TORCH_CHECK_VALUE(weight.size(1) == d && V >= 1, op, ": weight must be [vocab >= 1, d=", d, "], got ", weight.sizes());
   TORCH_CHECK_VALUE(k >= 1 && k <= V, op, ": k must be in 1..", V, " (the vocabulary size), got ", k);
-  TORCH_CHECK_VALUE(std::isfinite(softcap) && softcap >= 0.0, op, ": softcap must be finite and >= 0 (0 = none), got ",
+  TORCH_CHECK_VALUE(std::isfinite(softcap) && softcap >= 0.0, op, ": softcap must be >= 0 and finite (0 = none), got ",
                     softcap);
   TORCH_CHECK_VALUE(vocab_chunk >= 0 && row_block >= 0, op, ": vocab_chunk and row_block must be >= 0 (0 = automatic), "
                     "got ", vocab_chunk, " and ", row_block);
