@@ -221,3 +221,23 @@ def test_huge_gauss_legendre_is_refused_at_once():
     assert alphas.shape == (4096,) and time.perf_counter() - start < 5.0
     alphas, weights = ops.quadrature_rule("riemann_middle", 10**6)  # O(n): no bound
     assert alphas.shape == (10**6,) and abs(float(weights.sum()) - 1) < 1e-9
+
+
+# --- front doors: empty batches and zero-length sequences never reach model code ---------------------------------
+@pytest.mark.parametrize("inputs", [torch.zeros(0, 3, dtype=torch.long), torch.zeros(1, 0, dtype=torch.long), [],
+                                    [[]], [[1, 2], []], {"input_ids": torch.zeros(2, 0, dtype=torch.long)}])
+def test_capture_and_attribute_refuse_empty_inputs_before_the_model_runs(inputs):
+    import attnscope as ats
+    import tiny_models
+
+    model = tiny_models.build("llama")
+    calls = []
+    handle = model.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        with pytest.raises(ValueError, match="empty|batch > 0 and seq > 0"):
+            ats.capture_attention(model, inputs)
+        with pytest.raises(ValueError, match="empty|batch > 0 and seq > 0"):
+            ats.attribute(model, inputs, method="saliency", target=1)
+    finally:
+        handle.remove()
+    assert calls == []
