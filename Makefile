@@ -17,7 +17,7 @@ export TOKENIZERS_PARALLELISM := false
 
 CXX_SOURCES := $(shell find cpp cmake tests/cpp -type f 2>/dev/null) CMakeLists.txt pyproject.toml
 
-.PHONY: FORCE all setup build test test-cpp test-python demo bench docs clean distclean
+.PHONY: FORCE all setup build test test-cpp test-python test-sanitize fuzz demo bench docs clean distclean
 
 all: test
 
@@ -64,6 +64,28 @@ test-python: build
 # ctest first, pytest last: pytest's summary line closes the output.
 test: test-cpp
 	@$(MAKE) --no-print-directory test-python
+
+# The C++ core and its GoogleTest executables built with AddressSanitizer and UndefinedBehaviorSanitizer in their own
+# tree (not the extension: the Python interpreter is not instrumented), then run; any UBSan report fails the run.
+# A compiler launcher such as ccache is used when CMAKE_CXX_COMPILER_LAUNCHER names one, never required.
+SANITIZE_DIR := build/sanitize
+SANITIZE_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -O1 -g1
+test-sanitize: $(VENV)/.deps
+	@cmake -S . -B $(SANITIZE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Sanitize -DATTNSCOPE_BUILD_EXTENSION=OFF \
+		-DPython_EXECUTABLE=$(abspath $(PY)) -DCMAKE_MAKE_PROGRAM=$(abspath $(VENV)/bin/ninja) \
+		-DCMAKE_CXX_FLAGS="$(SANITIZE_FLAGS)" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" > /dev/null
+	@cmake --build $(SANITIZE_DIR) -j $(JOBS)
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1 \
+		LSAN_OPTIONS=suppressions=$(abspath cmake/lsan.supp):print_suppressions=0 \
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		ctest --test-dir $(SANITIZE_DIR) --output-on-failure -j $(JOBS)
+
+# Property tests (Hypothesis) of every op against its plain-torch reference: `make test` runs them derandomized with
+# a bounded example count; `make fuzz` runs the random profile with FUZZ_EXAMPLES examples per property.
+FUZZ_EXAMPLES ?= 20000
+fuzz: build
+	@HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider \
+		--hypothesis-show-statistics tests/python/test_ops_properties.py
 
 demo: build
 	@$(PY) -m attnscope.demo

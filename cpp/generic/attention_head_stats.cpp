@@ -1,6 +1,7 @@
 // attention_head_stats on every non-CPU device, and as attention_head_stats_generic for tests.
 // Core: cpp/src/generic/attention.cpp.
 #include "attnscope/generic/attention.h"
+#include "attnscope/checks.h"
 #include "register.h"
 
 namespace attnscope {
@@ -10,9 +11,9 @@ std::tuple<at::Tensor, at::Tensor> attention_head_stats_kernel(
     const at::Tensor& q, const at::Tensor& k, const std::optional<at::Tensor>& mask, double scale, bool is_causal,
     int64_t window, double softcap, const std::optional<at::Tensor>& sinks, int64_t query_chunk,
     const std::optional<at::Tensor>& input_ids, const std::optional<at::Tensor>& valid, int64_t induction_period) {
-  HeadStatSums r = generic::attention_head_stats(
-      q, k, mask, AttentionSpec{scale, is_causal, window, softcap, query_chunk}, sinks, input_ids, valid,
-      induction_period);
+  const AttentionSpec spec{scale, is_causal, window, softcap, query_chunk};
+  check_attention_head_stats(q, k, mask, spec, sinks, input_ids, valid, induction_period);
+  HeadStatSums r = generic::attention_head_stats(q, k, mask, spec, sinks, input_ids, valid, induction_period);
   return {r.sums, r.counts};
 }
 

@@ -1,6 +1,7 @@
 // attention_probs and its backward on every non-CPU device, and as attention_probs_generic(_backward) for tests.
 // Core: cpp/src/generic/attention.cpp. Autograd of the _generic op: python/attnscope/ops/attention.py.
 #include "attnscope/generic/attention.h"
+#include "attnscope/checks.h"
 #include "register.h"
 
 namespace attnscope {
@@ -9,14 +10,17 @@ namespace {
 at::Tensor attention_probs_kernel(const at::Tensor& q, const at::Tensor& k, const std::optional<at::Tensor>& mask,
                                   double scale, bool is_causal, int64_t window, double softcap,
                                   const std::optional<at::Tensor>& sinks, int64_t query_chunk) {
-  return generic::attention_probs(q, k, mask, AttentionSpec{scale, is_causal, window, softcap, query_chunk}, sinks);
+  const AttentionSpec spec{scale, is_causal, window, softcap, query_chunk};
+  check_attention_probs(q, k, mask, spec, sinks);
+  return generic::attention_probs(q, k, mask, spec, sinks);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_probs_backward_kernel(
     const at::Tensor& grad, const at::Tensor& probs, const at::Tensor& q, const at::Tensor& k, double scale,
     double softcap, const std::optional<at::Tensor>& sinks, int64_t query_chunk) {
-  return generic::attention_probs_backward(
-      grad, probs, q, k, AttentionSpec{scale, /*is_causal=*/false, /*window=*/0, softcap, query_chunk}, sinks);
+  const AttentionSpec spec{scale, /*is_causal=*/false, /*window=*/0, softcap, query_chunk};
+  check_attention_probs_backward(grad, probs, q, k, spec, sinks);
+  return generic::attention_probs_backward(grad, probs, q, k, spec, sinks);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // attention_probs_reduced on every non-CPU device, and as attention_probs_reduced_generic for tests.
 // Core: cpp/src/generic/attention.cpp.
 #include "attnscope/generic/attention.h"
+#include "attnscope/checks.h"
 #include "register.h"
 
 namespace attnscope {
@@ -11,9 +12,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention
     int64_t window, double softcap, const std::optional<at::Tensor>& sinks, int64_t query_chunk,
     at::OptionalIntArrayRef heads, c10::string_view reduce, bool keep_weights, int64_t topk, bool entropy,
     const std::optional<at::Tensor>& value) {
+  const AttentionSpec spec{scale, is_causal, window, softcap, query_chunk};
+  check_attention_probs_reduced(q, k, mask, spec, sinks, heads, std::string(reduce), topk);
   const ReduceSpec rs = make_reduce_spec(heads, std::string(reduce), keep_weights, topk, entropy);
-  ReducedAttention r = generic::attention_probs_reduced(
-      q, k, mask, AttentionSpec{scale, is_causal, window, softcap, query_chunk}, sinks, rs, value);
+  ReducedAttention r = generic::attention_probs_reduced(q, k, mask, spec, sinks, rs, value);
   return {r.weights, r.topk_values, r.topk_indices, r.entropy, r.output};
 }
 

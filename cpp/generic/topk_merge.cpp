@@ -1,5 +1,6 @@
 // topk_merge on every non-CPU device, and as topk_merge_generic for tests. Core: cpp/src/generic/analysis.cpp.
 #include "attnscope/generic/analysis.h"
+#include "attnscope/checks.h"
 #include "register.h"
 
 namespace attnscope {
@@ -8,6 +9,7 @@ namespace {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> topk_merge_kernel(const at::Tensor& values, const at::Tensor& keys,
                                                                  const at::Tensor& new_values,
                                                                  const at::Tensor& new_keys) {
+  check_topk_merge(values, keys, new_values, new_keys);
   TopkMerge r = generic::topk_merge(values, keys, new_values, new_keys);
   return {r.values, r.keys, r.source};
 }

@@ -4,12 +4,15 @@
 #include <torch/library.h>
 
 #include "attnscope/attention_flow.h"
+#include "attnscope/checks.h"
+#include "attnscope/no_autograd.h"
 
 namespace attnscope {
 namespace {
 
 at::Tensor attention_flow_cpu(const at::Tensor& attn, bool residual, int64_t head_reduce,
                               at::OptionalIntArrayRef rows, bool normalize) {
+  check_attention_flow(attn, head_reduce, rows);
   return attention_flow(attn, residual, head_reduce_from_int(head_reduce), rows, normalize);
 }
 
@@ -20,5 +23,7 @@ TORCH_LIBRARY_FRAGMENT(attnscope, m) {
 }
 
 TORCH_LIBRARY_IMPL(attnscope, CPU, m) { m.impl("attention_flow", &attention_flow_cpu); }
+
+TORCH_LIBRARY_IMPL(attnscope, Autograd, m) { m.impl("attention_flow", refuse_autograd()); }
 
 }  // namespace attnscope

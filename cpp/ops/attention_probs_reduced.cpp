@@ -3,6 +3,8 @@
 #include <torch/library.h>
 
 #include "attnscope/attention_reduce.h"
+#include "attnscope/checks.h"
+#include "attnscope/no_autograd.h"
 
 namespace attnscope {
 namespace {
@@ -12,9 +14,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention
     int64_t window, double softcap, const std::optional<at::Tensor>& sinks, int64_t query_chunk,
     at::OptionalIntArrayRef heads, c10::string_view reduce, bool keep_weights, int64_t topk, bool entropy,
     const std::optional<at::Tensor>& value) {
+  const AttentionSpec spec{scale, is_causal, window, softcap, query_chunk};
+  check_attention_probs_reduced(q, k, mask, spec, sinks, heads, std::string(reduce), topk);
   const ReduceSpec rs = make_reduce_spec(heads, std::string(reduce), keep_weights, topk, entropy);
-  ReducedAttention r =
-      attention_probs_reduced(q, k, mask, AttentionSpec{scale, is_causal, window, softcap, query_chunk}, sinks, rs, value);
+  ReducedAttention r = attention_probs_reduced(q, k, mask, spec, sinks, rs, value);
   return {r.weights, r.topk_values, r.topk_indices, r.entropy, r.output};
 }
 
@@ -29,5 +32,7 @@ TORCH_LIBRARY_FRAGMENT(attnscope, m) {
 }
 
 TORCH_LIBRARY_IMPL(attnscope, CPU, m) { m.impl("attention_probs_reduced", &attention_probs_reduced_cpu); }
+
+TORCH_LIBRARY_IMPL(attnscope, Autograd, m) { m.impl("attention_probs_reduced", refuse_autograd()); }
 
 }  // namespace attnscope

@@ -4,11 +4,13 @@
 #include <torch/library.h>
 
 #include "attnscope/quadrature.h"
+#include "attnscope/checks.h"
 
 namespace attnscope {
 namespace {
 
 std::tuple<at::Tensor, at::Tensor> quadrature_rule_op(c10::string_view method, int64_t n) {
+  check_quadrature_rule(std::string(method), n);
   auto r = quadrature_rule(std::string(method), n);
   return {r.first, r.second};
 }

@@ -2,6 +2,8 @@
 #include <torch/library.h>
 
 #include "attnscope/topk_merge.h"
+#include "attnscope/checks.h"
+#include "attnscope/no_autograd.h"
 
 namespace attnscope {
 namespace {
@@ -9,6 +11,7 @@ namespace {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> topk_merge_cpu(const at::Tensor& values, const at::Tensor& keys,
                                                               const at::Tensor& new_values,
                                                               const at::Tensor& new_keys) {
+  check_topk_merge(values, keys, new_values, new_keys);
   TopkMerge r = topk_merge(values, keys, new_values, new_keys);
   return {r.values, r.keys, r.source};
 }
@@ -21,5 +24,7 @@ TORCH_LIBRARY_FRAGMENT(attnscope, m) {
 }
 
 TORCH_LIBRARY_IMPL(attnscope, CPU, m) { m.impl("topk_merge", &topk_merge_cpu); }
+
+TORCH_LIBRARY_IMPL(attnscope, Autograd, m) { m.impl("topk_merge", refuse_autograd()); }
 
 }  // namespace attnscope

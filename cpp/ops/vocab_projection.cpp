@@ -2,6 +2,8 @@
 #include <torch/library.h>
 
 #include "attnscope/vocab_projection.h"
+#include "attnscope/checks.h"
+#include "attnscope/no_autograd.h"
 
 namespace attnscope {
 namespace {
@@ -10,6 +12,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     const at::Tensor& hidden, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
     const std::optional<at::Tensor>& reference, const at::Tensor& targets, int64_t k, double softcap,
     int64_t vocab_chunk, int64_t row_block) {
+  check_vocab_projection(hidden, weight, bias, reference, targets, k, softcap, vocab_chunk, row_block);
   VocabProjection r =
       vocab_projection(hidden, weight, bias, reference, targets, k, softcap, vocab_chunk, row_block);
   return {r.topk_logprobs, r.topk_ids, r.logsumexp, r.entropy, r.kl, r.target_logprobs, r.target_ranks};
@@ -25,5 +28,7 @@ TORCH_LIBRARY_FRAGMENT(attnscope, m) {
 }
 
 TORCH_LIBRARY_IMPL(attnscope, CPU, m) { m.impl("vocab_projection", &vocab_projection_cpu); }
+
+TORCH_LIBRARY_IMPL(attnscope, Autograd, m) { m.impl("vocab_projection", refuse_autograd()); }
 
 }  // namespace attnscope

@@ -184,7 +184,7 @@ VocabProjection vocab_projection(const at::Tensor& hidden, const at::Tensor& wei
   const at::Tensor h = hidden.to(compute).contiguous();
   const at::Tensor ref = has_ref ? reference->to(compute).contiguous() : at::Tensor();
   const int64_t chunk = vocab_chunk > 0 ? vocab_chunk : kDefaultVocabChunk;
-  const int64_t rows_per_pos = G + (has_ref ? 1 : 0);
+  const int64_t rows_per_pos = std::max<int64_t>(1, G + (has_ref ? 1 : 0));  // G = 0: an empty result, no 1/0
   const int64_t pb_auto = std::max<int64_t>(1, kTileElements / (std::min(chunk, V) * rows_per_pos));
   const int64_t block = row_block > 0 ? row_block : pb_auto;
 

@@ -182,7 +182,7 @@ def test_unknown_head_reduce():
 def test_negative_weights():
     attn = random_attention(2, 1, 2, 4)
     attn[0, 0, :, 1, 1] = -1e-3  # in every head, so the head mean is negative too
-    with pytest.raises(ValueError, match=r"finite and >= 0 \(probabilities\); their head mean has min -0\.001"):
+    with pytest.raises(ValueError, match=r"finite and >= 0 \(probabilities\); every weight is checked, and they have min -0\.001"):
         attention_flow(attn)
 
 

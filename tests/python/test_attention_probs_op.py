@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import types
 
 import pytest
@@ -11,25 +10,7 @@ import torch
 import attnscope
 from attnscope.ops import attention_probs
 
-
-def reference(q, k, mask=None, *, scale, is_causal=False, window=0, softcap=0.0, sinks=None):
-    """Plain PyTorch in float64: repeat kv heads, full logits, masks, softmax (with a sink column)."""
-    heads, kv_heads, q_len, k_len = q.shape[1], k.shape[1], q.shape[2], k.shape[2]
-    logits = q.double() @ k.double().repeat_interleave(heads // kv_heads, dim=1).transpose(-1, -2) * scale
-    if softcap > 0:
-        logits = torch.tanh(logits / softcap) * softcap
-    if mask is not None:
-        logits = logits.masked_fill(~mask, -math.inf) if mask.dtype == torch.bool else logits + mask.double()
-    pos = torch.arange(q_len)[:, None] + (k_len - q_len)
-    key = torch.arange(k_len)[None, :]
-    if is_causal or window > 0:
-        logits = logits.masked_fill(key > pos, -math.inf)
-    if window > 0:
-        logits = logits.masked_fill(pos - key >= window, -math.inf)
-    if sinks is not None:
-        col = sinks.double().view(1, heads, 1, 1).expand(q.shape[0], heads, q_len, 1)
-        return torch.cat([logits, col], dim=-1).softmax(-1)[..., :k_len]
-    return torch.nan_to_num(logits.softmax(-1), nan=0.0)
+from attention_reference import attention_probs as reference  # plain PyTorch in float64
 
 
 CASES = {

@@ -107,7 +107,7 @@ def test_op_opcheck():
 def test_op_bad_inputs(kwargs, match):
     h, w, b, r, t = _op_inputs(torch.float32)
     args = dict(reference=r, targets=t, k=3) | kwargs
-    with pytest.raises(RuntimeError, match=match):
+    with pytest.raises(ValueError, match=match):
         vocab_projection(h, w, b, **args)
 
 

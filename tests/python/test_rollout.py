@@ -10,22 +10,13 @@ import torch
 from attnscope import ops
 from attnscope.analysis import rollout
 
-from attention_reference import augmented
+from attention_reference import rollout as reference  # the paper's matrix chain in torch
 
 
 def random_attention(layers, batch, heads, length, dtype=torch.float64, seed=0):
     g = torch.Generator().manual_seed(seed)
     a = torch.rand(layers, batch, heads, length, length, generator=g, dtype=torch.float64)
     return (a / a.sum(-1, keepdim=True)).to(dtype)
-
-
-def reference(attn, residual=True, head_reduce="mean"):
-    """Abnar & Zuidema's compute_joint_attention in torch: R = Â_{n-1} ... Â_0."""
-    a = augmented(attn, residual, head_reduce)
-    r = a[0]
-    for layer in a[1:]:
-        r = layer @ r
-    return r
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

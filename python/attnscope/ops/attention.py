@@ -12,6 +12,7 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor
 
+from .devices import check_one_device
 from .spec import AttentionSpec, attention_op, probs_dtype
 
 __all__ = [
@@ -35,6 +36,11 @@ def attention_probs(q: Tensor, k: Tensor, spec: AttentionSpec) -> Tensor:
     Returns:
         ``[batch, q_heads, q_len, k_len]`` probabilities, float32 (float64 for float64 input). Rows with no
         visible key are zeros.
+
+    Differentiable in ``q``, ``k``, ``sinks`` and an additive float ``mask``. Validated at the door (every error
+    names the argument and what it got): one device for all tensors, ``q_heads``, ``kv_heads``, ``head_dim`` >= 1
+    (``batch``, ``q_len``, ``k_len`` may be 0), finite ``q``, ``k`` and ``sinks`` and a mask free of NaN and
+    ``+inf`` (``-inf`` masks a key): a NaN would otherwise turn a row into zeros that read as masked.
     """
     return torch.ops.attnscope.attention_probs(q, k, *spec.op_args(q))
 
@@ -42,6 +48,8 @@ def attention_probs(q: Tensor, k: Tensor, spec: AttentionSpec) -> Tensor:
 @torch.library.register_fake("attnscope::attention_probs_generic")
 @torch.library.register_fake("attnscope::attention_probs")
 def _attention_probs_fake(q, k, *spec_args):
+    spec, _ = AttentionSpec.from_op_args(spec_args)
+    check_one_device("attention_probs", q=q, k=k, mask=spec.mask, sinks=spec.sinks)
     torch._check(q.dim() == 4, lambda: f"q must be [batch, q_heads, q_len, head_dim], got {q.dim()}-D")
     torch._check(k.dim() == 4, lambda: f"k must be [batch, kv_heads, k_len, head_dim], got {k.dim()}-D")
     return q.new_empty((q.shape[0], q.shape[1], q.shape[2], k.shape[2]), dtype=probs_dtype(q.dtype))
@@ -50,6 +58,7 @@ def _attention_probs_fake(q, k, *spec_args):
 @torch.library.register_fake("attnscope::attention_probs_backward_generic")
 @torch.library.register_fake("attnscope::attention_probs_backward")
 def _attention_probs_backward_fake(grad, probs, q, k, scale, softcap, sinks, query_chunk):
+    check_one_device("attention_probs_backward", grad=grad, probs=probs, q=q, k=k, sinks=sinks)
     dtype = probs_dtype(q.dtype)
     dsinks = q.new_empty((q.shape[1],) if sinks is not None else (0,), dtype=dtype)
     return q.new_empty(q.shape, dtype=dtype), k.new_empty(k.shape, dtype=dtype), dsinks
@@ -61,10 +70,20 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(q, k, spec.sinks, output)
     ctx.spec = dataclasses.replace(spec, mask=None, sinks=None)  # tensors travel through save_for_backward
     ctx.has_sinks = spec.sinks is not None
+    ctx.mask_meta = None if spec.mask is None else (spec.mask.shape, spec.mask.dtype)
+
+
+def _mask_gradient(probs: Tensor, grad: Tensor, shape: torch.Size, dtype: torch.dtype) -> Tensor:
+    """dL/dmask of an additive mask: the gradient of the (soft-capped) logits it is added to, softmax's backward
+    ``p * (g - sum_j g_j p_j)`` (a sink's output gradient is 0, so the sum runs over the keys), summed over the
+    dimensions the mask broadcasts. Masked and hidden keys have ``p = 0`` and get 0, as in torch's softmax."""
+    dlogits = probs * (grad - (grad * probs).sum(-1, keepdim=True))
+    return dlogits.sum_to_size(shape).to(dtype)
 
 
 def _backward_with(backward_op):
-    """The backward formula of an attention_probs op whose gradients come from ``backward_op``."""
+    """The backward formula of an attention_probs op whose q/k/sinks gradients come from ``backward_op`` (an additive
+    float mask's gradient is softmax's backward, :func:`_mask_gradient`)."""
 
     def backward(ctx, grad):
         q, k, sinks, probs = ctx.saved_tensors
@@ -73,7 +92,12 @@ def _backward_with(backward_op):
             grad, probs, q, k, spec.scale, spec.softcap, sinks if ctx.has_sinks else None, spec.query_chunk
         )
         dsinks_out = dsinks.to(sinks.dtype) if ctx.has_sinks else None
-        return dq.to(q.dtype), dk.to(k.dtype), *AttentionSpec.gradients(sinks=dsinks_out)
+        dmask = None
+        if ctx.mask_meta is not None and ctx.needs_input_grad[2]:
+            dmask = _mask_gradient(probs, grad.to(probs.dtype), *ctx.mask_meta)
+        return dq.to(q.dtype), dk.to(k.dtype), *AttentionSpec.gradients(mask=dmask, sinks=dsinks_out)
+
+    return backward
 
     return backward
 
@@ -120,7 +144,8 @@ def attention_probs_reduced(
     number of heads. ``value`` ``[batch, kv_heads, k_len, v_dim]`` adds ``output``, the attention output ``P·V`` of
     every q head (selected or not) from the same probabilities, ``[batch, q_len, q_heads, v_dim]`` as attention
     functions return it, in the probabilities' dtype: the layer's output without computing ``q @ k^T`` twice.
-    Not differentiable.
+    Not differentiable: inputs that require grad raise a RuntimeError while grad mode is on (detach them or call
+    under ``torch.no_grad()``). Inputs are validated as for :func:`attention_probs`.
     """
     return ReducedAttention(
         *torch.ops.attnscope.attention_probs_reduced(
@@ -133,8 +158,9 @@ def attention_probs_reduced(
 @torch.library.register_fake("attnscope::attention_probs_reduced_generic")
 @torch.library.register_fake("attnscope::attention_probs_reduced")
 def _attention_probs_reduced_fake(q, k, *args):
-    _, (heads, reduce, keep_weights, topk, entropy, *rest) = AttentionSpec.from_op_args(args)
+    spec, (heads, reduce, keep_weights, topk, entropy, *rest) = AttentionSpec.from_op_args(args)
     value = rest[0] if rest else None
+    check_one_device("attention_probs_reduced", q=q, k=k, mask=spec.mask, sinks=spec.sinks, value=value)
     dtype = probs_dtype(q.dtype)
     batch, q_len, k_len = q.shape[0], q.shape[2], k.shape[2]
     n_sel = q.shape[1] if heads is None or len(heads) == 0 else len(heads)
@@ -189,7 +215,8 @@ def attention_head_stats(
     - ``first_token``: ``p[f]`` with ``f`` the first valid position; every valid row.
     - ``distance``: ``sum p[j] |i - j|``; every valid row.
 
-    Not differentiable.
+    Not differentiable (inputs that require grad raise while grad mode is on); inputs are validated as for
+    :func:`attention_probs`.
     """
     return HeadStatSums(
         *torch.ops.attnscope.attention_head_stats(q, k, *spec.op_args(q), input_ids, valid, int(induction_period))
@@ -199,5 +226,8 @@ def attention_head_stats(
 @torch.library.register_fake("attnscope::attention_head_stats_generic")
 @torch.library.register_fake("attnscope::attention_head_stats")
 def _attention_head_stats_fake(q, k, *args):
+    spec, (input_ids, valid, _) = AttentionSpec.from_op_args(args)
+    check_one_device("attention_head_stats", q=q, k=k, mask=spec.mask, sinks=spec.sinks, input_ids=input_ids,
+                     valid=valid)
     n = len(HEAD_STAT_NAMES)
     return q.new_empty((q.shape[0], q.shape[1], n), dtype=torch.float64), q.new_empty((q.shape[0], n), dtype=torch.long)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .devices import check_one_device
+
 __all__ = ["QUADRATURE_RULES", "composite_gauss_legendre", "quadrature_rule", "refine_segments"]
 
 QUADRATURE_RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
@@ -56,5 +58,6 @@ def _composite_gauss_legendre_fake(bounds, order):
 @torch.library.register_fake("attnscope::refine_segments_generic")
 @torch.library.register_fake("attnscope::refine_segments")
 def _refine_segments_fake(bounds, errors, tolerance, max_new):
+    check_one_device("refine_segments", bounds=bounds, errors=errors)
     ctx = torch.library.get_ctx()
     return bounds.new_empty((ctx.new_dynamic_size(),), dtype=torch.float64)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .devices import check_one_device
 from .spec import probs_dtype
 
 __all__ = ["attention_grad_relevance"]
@@ -26,4 +27,5 @@ def attention_grad_relevance(attn: Tensor, grad: Tensor) -> Tensor:
 @torch.library.register_fake("attnscope::attention_grad_relevance_generic")
 @torch.library.register_fake("attnscope::attention_grad_relevance")
 def _attention_grad_relevance_fake(attn, grad):
+    check_one_device("attention_grad_relevance", attn=attn, grad=grad)
     return attn.new_empty((attn.shape[1], attn.shape[3], attn.shape[4]), dtype=probs_dtype(attn.dtype))

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from .._extension import _C  # noqa: F401  (loads the ops library)
+from .devices import check_one_device
 
 __all__ = ["TopkMerge", "empty_topk", "topk_merge"]
 
@@ -38,6 +39,7 @@ def topk_merge(values: Tensor, keys: Tensor, new_values: Tensor, new_keys: Tenso
 @torch.library.register_fake("attnscope::topk_merge_generic")
 @torch.library.register_fake("attnscope::topk_merge")
 def _topk_merge_fake(values, keys, new_values, new_keys):
+    check_one_device("topk_merge", values=values, keys=keys, new_values=new_values, new_keys=new_keys)
     torch._check(values.dim() == 2, lambda: f"values must be [units, k], got {values.dim()}-D")
     torch._check(new_values.dim() == 2, lambda: f"new_values must be [rows, units], got {new_values.dim()}-D")
     return torch.empty_like(values), torch.empty_like(keys), torch.empty_like(keys)

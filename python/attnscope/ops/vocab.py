@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from .._extension import _C  # noqa: F401  (registers torch.ops.attnscope)
+from .devices import check_one_device
 
 __all__ = ["VocabProjection", "vocab_projection", "vocab_projection_generic"]
 
@@ -143,6 +144,8 @@ def vocab_projection_generic(hidden: Tensor, weight: Tensor, bias: Tensor | None
 
 @torch.library.register_fake("attnscope::vocab_projection")
 def _vocab_projection_fake(hidden, weight, bias, reference, targets, k, softcap, vocab_chunk, row_block):
+    check_one_device("vocab_projection", hidden=hidden, weight=weight, bias=bias, reference=reference,
+                     targets=targets)
     g, p = hidden.shape[0], hidden.shape[1]
     t = targets.shape[1]
     dtype = torch.float64 if hidden.dtype == torch.float64 else torch.float32
