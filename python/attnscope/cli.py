@@ -165,6 +165,8 @@ def _stdin_rows():
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"--texts -: cannot read standard input ({exc.__class__.__name__}: {exc})") from None
     lines = [line for line in raw.splitlines() if line.strip()]
+    if not lines:
+        raise UsageError("--texts - (standard input) holds no texts")
     try:
         jsonl = bool(lines) and lines[0].lstrip().startswith("{") and isinstance(json.loads(lines[0]), dict)
     except json.JSONDecodeError:

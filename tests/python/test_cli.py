@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from tables import read_table
 
 
 def run(*args, timeout=600):
@@ -28,14 +29,6 @@ def model_dir(tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text("{}")
     return tmp_path / "m"
-
-
-def read_table(folder, name):
-    """What write_table wrote: Parquet with pyarrow, else CSV."""
-    import pandas as pd
-
-    path = folder / f"{name}.parquet"
-    return pd.read_parquet(path) if path.exists() else pd.read_csv(folder / f"{name}.csv")
 
 
 def one_line_error(out, *needles):
@@ -88,7 +81,6 @@ def test_cli_methods_and_options_come_from_the_catalog():
 
 
 def test_explain_minilm_matches_python_api(tmp_path, minilm_path):
-    import pandas as pd
     import torch
     from transformers import AutoModel, AutoTokenizer
 
@@ -110,7 +102,6 @@ def test_explain_minilm_matches_python_api(tmp_path, minilm_path):
 
 
 def test_explain_and_heads_on_the_organism(tmp_path):
-    import pandas as pd
 
     from attnscope.organisms import path
 

@@ -13,6 +13,7 @@ import pytest
 
 import attnscope
 from attnscope.organisms import path as organism_path
+from tables import read_table
 
 TEXTS = "t1 t5 t9 t2 t1 t5 t9\nt3 t4 t3 t4\n"
 
@@ -55,14 +56,13 @@ def test_explain_help_lists_the_similarity_target():
 
 
 def test_heads_induction_without_texts_finds_the_organisms_head(tmp_path, capsys):
-    import pandas as pd
 
     import attnscope as ats
 
     code, err = main(capsys, "heads", organism_path("induction"), "--induction", "--segment-len", "8", "--n-sequences",
                      "8", "--out", tmp_path / "h", "--quiet")
     assert code == 0, err
-    table = pd.read_csv(tmp_path / "h" / "heads.csv")
+    table = read_table(tmp_path / "h", "heads")
     model, tok = ats.organisms.load("induction")
     want = ats.head_stats(model, tok, None, induction=True, segment_len=8, n_sequences=8, progress=False)
     got = table.sort_values(["layer", "head"])["induction"].tolist()
@@ -82,7 +82,7 @@ def test_texts_from_stdin_as_lines_or_json_lines(monkeypatch, stdin):
 
 def test_texts_from_an_empty_stdin_is_a_usage_error():
     out = run("heads", organism_path("induction"), "--texts", "-", stdin="\n\n")
-    assert out.returncode == 2 and "--texts - (standard input): the file holds no texts" in out.stderr
+    assert out.returncode == 2 and "--texts - (standard input) holds no texts" in out.stderr
 
 
 def test_a_failed_run_does_not_block_the_corrected_rerun(tmp_path, capsys):

@@ -95,6 +95,8 @@ def _results(gpt2):
         "EmbeddingProjection": ats.embeddings(org, otok).project(["t1", "t2", "t3"]),
         "EvaluationResult": ats.evaluate(model, TEXT, attr, metrics=["comprehensiveness"], tokenizer=tok,
                                          progress=False),
+        "PatchingResult": ats.activation_patching(org, "t1 t5 t9 t1 t5", "t1 t5 t9 t2 t5",
+                                                  metric=("logit_diff", "t9", "t2"), tokenizer=otok),
     }
 
 

@@ -11,6 +11,7 @@ from attnscope.attribution import Class, TokenId
 from attnscope.quality import scores as rules
 from attribution_models import tiny_bert, tiny_gpt2, word_tokenizer
 from quality_models import LinearBag
+from tables import read_table
 
 IDS = torch.tensor([[3, 7, 1, 9, 4, 11, 5, 2]])
 
@@ -422,7 +423,6 @@ def _cli(*args):
 
 
 def test_cli_benchmark_matches_the_python_api(tmp_path, organism):
-    import pandas as pd
     from attnscope.organisms import path
 
     texts = ["t1 t5 t9 t2 t1 t5 t9"]
@@ -432,7 +432,7 @@ def test_cli_benchmark_matches_the_python_api(tmp_path, organism):
     out = _cli("benchmark", path("induction"), "--texts", tmp_path / "texts.txt", "--methods", "saliency,occlusion",
                "--metrics", "comprehensiveness,deletion", "--out", tmp_path / "b", "--quiet")
     assert out.returncode == 0, out.stderr
-    table = pd.read_csv(tmp_path / "b" / "benchmark.csv").set_index(["method", "metric"])
+    table = read_table(tmp_path / "b", "benchmark").set_index(["method", "metric"])
     model, tok = organism
     want = ats.benchmark(model, tok, texts, methods=["saliency", "occlusion"], metrics=["comprehensiveness", "deletion"],
                          progress=False).to_pandas().set_index(["method", "metric"])

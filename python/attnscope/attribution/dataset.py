@@ -167,7 +167,7 @@ def attribute_dataset(
                        **options)
     else:
         done = _run_local(model, tokenizer, corpus, **options)
-    resume.finish(out_dir, meta)
+        resume.finish(out_dir, meta)  # the Ray engine keeps its own settings file beside its shards
     for i, row in done.items():  # gold labels are not part of the computation: a resumed run takes today's
         row["label"] = None if corpus.labels is None else corpus.labels[i]
     special = sorted(getattr(tokenizer, "all_special_tokens", None) or [])

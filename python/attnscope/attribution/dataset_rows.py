@@ -16,7 +16,10 @@ ROW_FIELDS = ("index", "text", "label", "tokens", "token_ids", "scores", "words"
 
 
 def _outputs(model: torch.nn.Module, enc: ModelInputs) -> tuple[list[int | None], list[list[float] | None]]:
-    """Per example the predicted class and the logits, for classifiers ([batch, classes] logits); else None."""
+    """Per example the predicted class and the logits, for classifiers ([batch, classes] logits); else None (also
+    for encoder-decoder models, whose forward would need decoder inputs)."""
+    if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+        return [None] * enc.batch, [None] * enc.batch
     with torch.no_grad():
         logits = getattr(model(**enc.forward_kwargs(torch.arange(enc.batch))), "logits", None)
     if logits is None or logits.dim() != 2:

@@ -153,6 +153,9 @@ def read_corpus(source: Any, *, labels: Sequence[Any] | str | None = None, text_
             wrong length or type, an unknown file type.
     """
     label_column = labels if isinstance(labels, str) else None
+    if isinstance(source, str) and not Path(source).exists() and Path(source).suffix not in FILE_SUFFIXES:
+        raise TypeError(f"texts must be a list of strings, got one string; pass [text] for a single text (or a path "
+                        f"to a corpus: {', '.join(FILE_SUFFIXES)} or a datasets save_to_disk folder): {source[:60]!r}")
     if isinstance(source, (str, Path)):
         corpus = _read_path(Path(source), text_column, label_column, split)
     elif hasattr(source, "column_names"):  # datasets.Dataset / DatasetDict
@@ -165,8 +168,8 @@ def read_corpus(source: Any, *, labels: Sequence[Any] | str | None = None, text_
             raise ValueError(f"labels={labels!r} names a column, but texts is a list; pass one label per text")
         corpus = Corpus(list(source), None, "texts")
     else:
-        raise TypeError(f"texts must be a list of strings, a DataFrame, a datasets object or a path, "
-                        f"got {type(source).__name__}")
+        raise TypeError(f"texts must be a list of strings, got {source!r} ({type(source).__name__}); a DataFrame, a "
+                        "datasets object or a path to a corpus file also work")
     if labels is not None and label_column is None:
         corpus.labels = list(labels)
     if corpus.labels is not None:  # numpy and pandas scalars as Python values

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from .export import FigureExport
 from .persist import persistable
 
 __all__ = ["PatchingComparison", "PatchingResult"]
@@ -38,7 +39,7 @@ class PatchingComparison:
 
 @persistable
 @dataclass
-class PatchingResult:
+class PatchingResult(FigureExport):
     """The outcome of :func:`attnscope.activation_patching`, :func:`attnscope.attribution_patching` or
     :func:`attnscope.path_patching`.
 
