@@ -168,21 +168,16 @@ def _stdin_rows():
     if not lines:
         raise UsageError("--texts - (standard input) holds no texts")
     try:
-        jsonl = bool(lines) and lines[0].lstrip().startswith("{") and isinstance(json.loads(lines[0]), dict)
+        jsonl = lines[0].lstrip().startswith("{") and isinstance(json.loads(lines[0]), dict)
     except json.JSONDecodeError:
         jsonl = False
     if not jsonl:
         return [line.strip() for line in lines]
     import pandas as pd
 
-    rows = []
-    for number, line in enumerate(lines, 1):
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"--texts -: line {number} is not JSON ({exc.msg})") from None
-        rows.append(item if isinstance(item, dict) else {"text": item})
-    return pd.DataFrame(rows)
+    from .attribution.sources import json_lines
+
+    return pd.DataFrame(json_lines(raw, "standard input"))  # a bad line: ValueError -> UsageError in the caller
 
 def _check_model_dir(path: Path) -> None:
     if not path.is_dir():

@@ -65,15 +65,17 @@ def _hf_dataset(obj: Any, split: str | None, origin: str) -> Any:
     return obj
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def json_lines(text: str, origin: str) -> list[dict]:
+    """The rows of JSON-lines ``text`` (a bare string on a line is ``{"text": ...}``); blank lines are skipped and a
+    line that is not JSON is a ValueError naming ``origin`` and the line number."""
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: line {number} is not JSON ({exc.msg})") from None
+            raise ValueError(f"{origin}: line {number} is not JSON ({exc.msg})") from None
         rows.append(item if isinstance(item, dict) else {"text": item})
     return rows
 
@@ -91,7 +93,7 @@ def _read_file(path: Path, text_column: str | None, label_column: str | None) ->
     elif path.suffix == ".csv":
         frame = pd.read_csv(path, keep_default_na=False)
     else:
-        frame = pd.DataFrame(_read_jsonl(path))
+        frame = pd.DataFrame(json_lines(path.read_text(encoding="utf-8"), str(path)))
     return _from_table(frame, text_column, label_column, str(path))
 
 
