@@ -69,22 +69,40 @@ void probs_times_values(const ProbRows<T>& rows, const Panels<T>& values, int64_
   for (int64_t i0 = q0; i0 < q1; i0 += kTileRows) {
     const int64_t i1 = std::min(q1, i0 + kTileRows), l = rows.lo(i0), r = rows.hi(i1 - 1);
     T* c = out + ((b * g.q_len + i0) * g.heads + h) * v_dim;
-    for (int64_t pc = 0; pc < values.n_panels; ++pc) {
+    for (int64_t pc = 0; pc < values.n_panels; pc += kTilePanels) {
       rows.kernels->tile(p + (i0 - q0) * ld + l, ld, i1 - i0, values.panel(b, h / g.group, g.kv_heads, pc) + l * W,
-                         r - l, T(1), c + pc * W, g.heads * v_dim, std::min(W, v_dim - pc * W));
+                         values.depth * W, r - l, T(1), c + pc * W, g.heads * v_dim,
+                         std::min(kTilePanels * W, v_dim - pc * W));
     }
   }
 }
 
+// Folds one head's probabilities for rows [q0, q0 + n) into the reduction `acc` (row stride k_len). The first head
+// is copied whole (zeros outside each row's visible keys included); later heads touch only the visible keys
+// [lo(i), hi(i)), where every head's probabilities can be non-zero (half of each row on average under causality).
 template <typename T>
-void combine_heads(HeadReduce reduce, bool first, const T* p, T* acc, int64_t n) {
+void combine_heads(const ProbRows<T>& rows, HeadReduce reduce, bool first, const T* p, T* acc, int64_t q0, int64_t n) {
+  const int64_t k_len = rows.g.k_len;
   if (first) {
-    std::copy(p, p + n, acc);
-  } else if (reduce == HeadReduce::kMax) {
-    for (int64_t i = 0; i < n; ++i) acc[i] = std::max(acc[i], p[i]);
-  } else {
-    for (int64_t i = 0; i < n; ++i) acc[i] += p[i];
+    std::copy(p, p + n * k_len, acc);
+    return;
   }
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t l = rows.lo(q0 + i), r = rows.hi(q0 + i);
+    const T* src = p + i * k_len;
+    T* dst = acc + i * k_len;
+    if (reduce == HeadReduce::kMax) {
+      for (int64_t j = l; j < r; ++j) dst[j] = std::max(dst[j], src[j]);
+    } else {
+      for (int64_t j = l; j < r; ++j) dst[j] += src[j];
+    }
+  }
+}
+
+// Task t's query chunk: chunks taken alternately from both ends, so that the contiguous blocks of tasks that
+// at::parallel_for hands each thread hold as many long rows as short ones under causality.
+inline int64_t balanced_chunk(int64_t t, int64_t n_chunks) {
+  return t % 2 == 0 ? t / 2 : n_chunks - 1 - t / 2;
 }
 
 }  // namespace
@@ -147,7 +165,8 @@ ReducedAttention attention_probs_reduced(const at::Tensor& q_in, const at::Tenso
       std::vector<int64_t> order(static_cast<size_t>(g.k_len));
       std::vector<char> done(static_cast<size_t>(g.heads));
       for (int64_t t = begin; t < end; ++t) {
-        const int64_t b = t / n_chunks, q0 = (t % n_chunks) * chunk, q1 = std::min(g.q_len, q0 + chunk);
+        const int64_t b = t / n_chunks, q0 = balanced_chunk(t % n_chunks, n_chunks) * chunk;
+        const int64_t q1 = std::min(g.q_len, q0 + chunk);
         const int64_t n = q1 - q0;
         T* acc = (reduced && w) ? w + (b * g.q_len + q0) * g.k_len : nullptr;
         std::fill(done.begin(), done.end(), 0);
@@ -158,7 +177,7 @@ ReducedAttention attention_probs_reduced(const at::Tensor& q_in, const at::Tenso
           rows(b, h, q0, q1, p, g.k_len);
           if (o && !done[static_cast<size_t>(h)]) probs_times_values(rows, values, v_dim, b, h, q0, q1, p, g.k_len, o);
           done[static_cast<size_t>(h)] = 1;
-          if (acc) combine_heads(rs.reduce, s == 0, p, acc, n * g.k_len);
+          if (acc) combine_heads(rows, rs.reduce, s == 0, p, acc, q0, n);
           for (int64_t i = 0; i < n; ++i) {
             const T* row = p + i * g.k_len;
             const int64_t out_row = (b * n_sel + s) * g.q_len + q0 + i;
@@ -182,7 +201,10 @@ ReducedAttention attention_probs_reduced(const at::Tensor& q_in, const at::Tenso
           }
         }
         if (acc && rs.reduce == HeadReduce::kMean) {
-          for (int64_t i = 0; i < n * g.k_len; ++i) acc[i] *= inv_heads;
+          for (int64_t i = 0; i < n; ++i) {
+            T* row = acc + i * g.k_len;
+            for (int64_t j = rows.lo(q0 + i), r = rows.hi(q0 + i); j < r; ++j) row[j] *= inv_heads;
+          }
         }
         for (int64_t h = 0; o && h < g.heads; ++h) {  // heads the selection left out still make the output
           if (done[static_cast<size_t>(h)]) continue;

@@ -3,6 +3,8 @@
 
 #include <c10/util/Exception.h>
 
+#include "nonfinite.h"
+
 #include <cmath>
 #include <initializer_list>
 #include <vector>
@@ -42,11 +44,11 @@ void rank(const char* op, const char* name, const at::Tensor& t, int64_t dims, c
 }
 
 // NaN or infinity in a floating `t` (NaN or +inf only, with allow_neg_inf) is an error naming the first such entry
-// and why the op refuses it. One reduction over t; the index search runs only on the error path.
+// and why the op refuses it. One read of t (detail::has_nonfinite); the index search runs only on the error path.
 void finite(const char* op, const char* name, const at::Tensor& t, const char* why, bool allow_neg_inf = false) {
   if (t.numel() == 0 || !at::isFloatingType(t.scalar_type())) return;
-  const at::Tensor bad = allow_neg_inf ? at::logical_or(at::isnan(t), at::isposinf(t)) : at::logical_not(at::isfinite(t));
-  if (!bad.any().item<bool>()) return;
+  if (!detail::has_nonfinite(t, allow_neg_inf)) return;
+  const at::Tensor bad = detail::nonfinite_mask(t, allow_neg_inf);
   const at::Tensor index = at::nonzero(bad).select(0, 0).cpu();
   const double value = t.masked_select(bad).select(0, 0).item<double>();
   TORCH_CHECK_VALUE(false, op, ": ", name, " must be finite", allow_neg_inf ? " or -inf" : "", ", got ", value,

@@ -149,9 +149,9 @@ struct ProbRows {
                    int64_t ld) const {
     constexpr int64_t W = panel_width<T>();
     const T* qi = q + b * qsb + h * qsh + i0 * qsl;
-    for (int64_t p = key0 / W; p * W < key1; ++p) {
-      kernels->tile(qi, qsl, i1 - i0, keys.panel(b, h / g.group, g.kv_heads, p), g.head_dim,
-                    static_cast<T>(spec.scale), out + p * W, ld, std::min(W, g.k_len - p * W));
+    for (int64_t p = key0 / W; p * W < key1; p += kTilePanels) {
+      kernels->tile(qi, qsl, i1 - i0, keys.panel(b, h / g.group, g.kv_heads, p), g.head_dim * W, g.head_dim,
+                    static_cast<T>(spec.scale), out + p * W, ld, std::min(kTilePanels * W, g.k_len - p * W));
     }
   }
 

@@ -1,5 +1,6 @@
-// The row kernels of every build this CPU can run (AVX2, baseline) against plain double loops: tiles at every edge
-// (rows 1..6, columns 1..panel, depth 0..), softmax with a sink, a fully masked row and tails of every length.
+// The row kernels of every build this CPU can run (AVX-512, AVX2, baseline) against plain double loops: tiles at
+// every edge (rows 1..6, columns 1..2 panels, depth 0..), softmax with a sink, a fully masked row and tails of every
+// length.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -19,7 +20,7 @@ using attnscope::detail::RowKernelsOf;
 
 std::vector<const RowKernels*> builds() {
   std::vector<const RowKernels*> out;
-  for (const char* isa : {"DEFAULT", "AVX2"}) {
+  for (const char* isa : {"DEFAULT", "AVX2", "AVX512"}) {
     if (const RowKernels* k = attnscope::detail::row_kernels_build(isa)) out.push_back(k);
   }
   return out;
@@ -31,14 +32,15 @@ void check_tile(const RowKernelsOf<T>& k, const std::string& isa, double tol) {
   std::mt19937 gen(0);
   std::normal_distribution<double> normal;
   for (int64_t rows = 1; rows <= kTileRows; ++rows) {
-    for (int64_t cols : {int64_t{1}, W / 2 + 1, W}) {
+    for (int64_t cols : {int64_t{1}, W / 2 + 1, W, W + 1, 2 * W - 3, 2 * W}) {
       for (int64_t depth : {0, 1, 7, 33}) {
-        const int64_t lda = depth + 3, ldc = W + 5;
-        std::vector<T> a(static_cast<size_t>(rows * lda)), b(static_cast<size_t>(std::max<int64_t>(depth, 1) * W));
+        // Two panels with a gap between them (panel_stride > depth * W), as a tile over a slice of keys sees them.
+        const int64_t lda = depth + 3, ldc = 2 * W + 5, stride = (depth + 2) * W;
+        std::vector<T> a(static_cast<size_t>(rows * lda)), b(static_cast<size_t>(2 * stride + W));
         for (auto& x : a) x = static_cast<T>(normal(gen));
         for (auto& x : b) x = static_cast<T>(normal(gen));
         std::vector<T> c(static_cast<size_t>(rows * ldc), T(-7));
-        k.tile(a.data(), lda, rows, b.data(), depth, T(0.5), c.data(), ldc, cols);
+        k.tile(a.data(), lda, rows, b.data(), stride, depth, T(0.5), c.data(), ldc, cols);
         for (int64_t r = 0; r < rows; ++r) {
           for (int64_t j = 0; j < ldc; ++j) {
             const double got = c[static_cast<size_t>(r * ldc + j)];
@@ -47,7 +49,9 @@ void check_tile(const RowKernelsOf<T>& k, const std::string& isa, double tol) {
               continue;
             }
             double want = 0;
-            for (int64_t d = 0; d < depth; ++d) want += double(a[r * lda + d]) * double(b[d * W + j]);
+            for (int64_t d = 0; d < depth; ++d) {
+              want += double(a[r * lda + d]) * double(b[(j / W) * stride + d * W + j % W]);
+            }
             EXPECT_NEAR(got, 0.5 * want, tol) << isa << " rows=" << rows << " cols=" << cols << " depth=" << depth;
           }
         }
@@ -92,6 +96,24 @@ TEST(RowKernels, EveryBuildMatchesPlainLoops) {
     check_softmax(k->f32, k->isa, 1e-6);
     check_softmax(k->f64, k->isa, 1e-14);
   }
+}
+
+// AVX2 and AVX-512 tiles give one result: one fused multiply-add per term in increasing d in both.
+TEST(RowKernels, VectorBuildsGiveOneTile) {
+  const RowKernels* avx2 = attnscope::detail::row_kernels_build("AVX2");
+  const RowKernels* avx512 = attnscope::detail::row_kernels_build("AVX512");
+  if (avx2 == nullptr || avx512 == nullptr) GTEST_SKIP() << "this CPU cannot run both vector builds";
+  constexpr int64_t W = panel_width<float>();
+  std::mt19937 gen(3);
+  std::normal_distribution<float> normal;
+  const int64_t depth = 64, lda = depth, ldc = 2 * W;
+  std::vector<float> a(static_cast<size_t>(kTileRows * lda)), b(static_cast<size_t>(2 * depth * W));
+  for (auto& x : a) x = normal(gen);
+  for (auto& x : b) x = normal(gen);
+  std::vector<float> c2(static_cast<size_t>(kTileRows * ldc)), c512(c2.size());
+  avx2->f32.tile(a.data(), lda, kTileRows, b.data(), depth * W, depth, 0.125f, c2.data(), ldc, 2 * W);
+  avx512->f32.tile(a.data(), lda, kTileRows, b.data(), depth * W, depth, 0.125f, c512.data(), ldc, 2 * W);
+  EXPECT_EQ(c2, c512);
 }
 
 TEST(RowKernels, UnknownBuildIsNull) { EXPECT_EQ(attnscope::detail::row_kernels_build("SSE9"), nullptr); }
