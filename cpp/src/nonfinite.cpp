@@ -60,13 +60,22 @@ bool has_nonfinite(const at::Tensor& t, bool allow_neg_inf) {
   if (scan == nullptr) {
     return nonfinite_mask(t, allow_neg_inf).any().item<bool>();
   }
-  // Rows of the last dimension; a tensor whose last dimension is strided is copied first (rare for attention inputs).
+  std::atomic<bool> found{false};
+  const auto* base = static_cast<const unsigned char*>(t.const_data_ptr());
+  const int64_t item = static_cast<int64_t>(t.element_size());
+  if (t.is_non_overlapping_and_dense() && std::all_of(t.strides().begin(), t.strides().end(),
+                                                      [](int64_t s) { return s >= 0; })) {
+    // The values fill numel consecutive slots from the data pointer (a transposed or permuted view included).
+    at::parallel_for(0, t.numel(), 65536, [&](int64_t begin, int64_t end) {
+      if (scan(base + begin * item, end - begin, allow_neg_inf)) found.store(true, std::memory_order_relaxed);
+    });
+    return found.load();
+  }
+  // Otherwise rows of the last dimension; a tensor whose last dimension is strided is copied first.
   const at::Tensor c = (t.dim() == 0 || t.stride(-1) == 1) ? t : t.contiguous();
   const at::Tensor rows = c.dim() == 0 ? c.reshape({1, 1}) : c.dim() == 1 ? c.unsqueeze(0) : c;
-  const int64_t width = rows.size(-1), n_rows = rows.numel() / std::max<int64_t>(width, 1);
-  const auto* base = static_cast<const unsigned char*>(rows.const_data_ptr());
-  const int64_t item = static_cast<int64_t>(rows.element_size()), dims = rows.dim();
-  std::atomic<bool> found{false};
+  const auto* rows_base = static_cast<const unsigned char*>(rows.const_data_ptr());
+  const int64_t width = rows.size(-1), n_rows = rows.numel() / std::max<int64_t>(width, 1), dims = rows.dim();
   const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(width, 1));  // ~64k values per task
   at::parallel_for(0, n_rows, grain, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end && !found.load(std::memory_order_relaxed); ++r) {
@@ -75,7 +84,7 @@ bool has_nonfinite(const at::Tensor& t, bool allow_neg_inf) {
         offset += (rest % rows.size(d)) * rows.stride(d);
         rest /= rows.size(d);
       }
-      if (scan(base + offset * item, width, allow_neg_inf)) found.store(true, std::memory_order_relaxed);
+      if (scan(rows_base + offset * item, width, allow_neg_inf)) found.store(true, std::memory_order_relaxed);
     }
   });
   return found.load();

@@ -102,6 +102,10 @@ void store_panel(const Vectorized<T>* acc, int64_t rows, T scale, T* c, int64_t 
   constexpr int64_t W = V::size(), P = panel_width<T>(), kVectors = P / W;
   const V s(scale);
   for (int64_t r = 0; r < rows; ++r) {
+    if (cols == P) {  // a whole panel: straight to c (a variable-size memcpy is a library call)
+      for (int64_t v = 0; v < kVectors; ++v) (acc[kVectors * r + v] * s).store(c + r * ldc + v * W);
+      continue;
+    }
     T buf[P];
     for (int64_t v = 0; v < kVectors; ++v) (acc[kVectors * r + v] * s).store(buf + v * W);
     std::memcpy(c + r * ldc, buf, static_cast<size_t>(cols) * sizeof(T));
@@ -167,12 +171,12 @@ void softmax(T* row, int64_t n, T sink) {
   const V vtop(top);
   V vsum(T(0));
   for (int64_t j = 0; j < body; j += W) {
-    const V e = (V::loadu(row + j) - vtop).exp();
+    const V e = (V::loadu(row + j) - vtop).exp_u20();
     e.store(row + j);
     vsum = vsum + e;
   }
   if (body < n) {
-    const V e = V::set(V(T(0)), (V::loadu(row + body, n - body) - vtop).exp(), n - body);
+    const V e = V::set(V(T(0)), (V::loadu(row + body, n - body) - vtop).exp_u20(), n - body);
     e.store(row + body, n - body);
     vsum = vsum + e;
   }

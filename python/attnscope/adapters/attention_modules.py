@@ -28,10 +28,13 @@ def find_attention_modules(model: nn.Module) -> dict[nn.Module, AttentionSlot]:
     Encoder-only and decoder-only models have one stack, "main". Encoder-decoder models have "encoder",
     "decoder" (self-attention) and "cross". Layer indices count within a stack.
     """
-    found = []
-    for name, module in model.named_modules():
-        if _is_attention(module) and not any(_is_attention(child) for child in module.modules() if child is not module):
-            found.append((name, module))
+    # named_modules() lists a module's descendants right after it, so an attention module holds another one exactly
+    # when the next attention module in that order is below it (one pass; a capture runs this on every call).
+    candidates = [(name, module) for name, module in model.named_modules() if _is_attention(module)]
+    found = [
+        (name, module) for (name, module), after in zip(candidates, [*candidates[1:], None])
+        if after is None or not (name == "" or after[0].startswith(name + "."))
+    ]
     kinds = []
     for name, _ in found:
         lowered = name.lower()

@@ -13,6 +13,7 @@ captured attention call; head statistics are one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import itertools
 import threading
@@ -57,13 +58,27 @@ def _configs_of(model: nn.Module) -> list[Any]:
 
     seen: dict[int, Any] = {}
     for module in model.modules():
-        cfg = getattr(module, "config", None)
+        cfg = module.__dict__.get("config")  # a plain attribute; getattr would take nn.Module's slow path each miss
         if isinstance(cfg, PretrainedConfig):
             seen.setdefault(id(cfg), cfg)
             for sub in (getattr(cfg, name, None) for name in getattr(cfg, "sub_configs", {}) or {}):
                 if isinstance(sub, PretrainedConfig):
                     seen.setdefault(id(sub), sub)
     return list(seen.values())
+
+
+def _signature(forward: Any) -> inspect.Signature:
+    """The signature of a bound ``forward``, computed once per underlying function (inspect is slow)."""
+    func = getattr(forward, "__func__", None)
+    if func is None:
+        return inspect.signature(forward)
+    return _unbound_signature(func)
+
+
+@functools.lru_cache(maxsize=256)
+def _unbound_signature(func: Any) -> inspect.Signature:
+    params = list(inspect.signature(func).parameters.values())
+    return inspect.Signature(params[1:])  # without self
 
 
 def _activation_scope(model: nn.Module, spec: Any, tokenizer: Any) -> ActivationCapture | None:
@@ -287,8 +302,8 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         if threading.get_ident() != self._thread:  # another thread's forward is not this scope's
             return
         try:
-            named = inspect.signature(module.forward).bind_partial(*args, **kwargs).arguments
-        except TypeError:  # a forward that takes positional arguments we cannot name
+            named = _signature(module.forward).bind_partial(*args, **kwargs).arguments
+        except (TypeError, ValueError):  # a forward that takes positional arguments we cannot name
             named = dict(kwargs)
         self._forward_inputs = {k: v for k, v in named.items() if isinstance(v, Tensor)}
 
