@@ -13,7 +13,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention
     at::OptionalIntArrayRef heads, c10::string_view reduce, bool keep_weights, int64_t topk, bool entropy,
     const std::optional<at::Tensor>& value) {
   const AttentionSpec spec{scale, is_causal, window, softcap, query_chunk};
-  check_attention_probs_reduced(q, k, mask, spec, sinks, heads, std::string(reduce), topk);
+  check_attention_probs_reduced(q, k, mask, spec, sinks, heads, std::string(reduce), topk, value);
   const ReduceSpec rs = make_reduce_spec(heads, std::string(reduce), keep_weights, topk, entropy);
   ReducedAttention r = generic::attention_probs_reduced(q, k, mask, spec, sinks, rs, value);
   return {r.weights, r.topk_values, r.topk_indices, r.entropy, r.output};

@@ -35,17 +35,9 @@ ReduceSpec make_reduce_spec(at::OptionalIntArrayRef heads, const std::string& re
 
 namespace {
 
-at::Tensor checked_value(const std::optional<at::Tensor>& value, const Geometry& g, const at::Tensor& q,
-                         at::ScalarType dtype) {
-  if (!value) return at::Tensor();
-  const at::Tensor& v = *value;
-  TORCH_CHECK_VALUE(v.dim() == 4 && v.size(0) == g.batch && v.size(1) == g.kv_heads && v.size(2) == g.k_len,
-                    "value must be [batch=", g.batch, ", kv_heads=", g.kv_heads, ", k_len=", g.k_len,
-                    ", v_dim], got shape ", v.sizes());
-  TORCH_CHECK_TYPE(at::isFloatingType(v.scalar_type()), "value must be float16, bfloat16, float32 or float64, got ",
-                   v.scalar_type());
-  TORCH_CHECK_VALUE(v.device() == q.device(), "value must be on ", q.device(), ", got ", v.device());
-  return rows_contiguous(v, dtype);
+// The values in the compute dtype with contiguous rows (checked at the door: check_attention_probs_reduced).
+at::Tensor value_rows(const std::optional<at::Tensor>& value, at::ScalarType dtype) {
+  return value ? rows_contiguous(*value, dtype) : at::Tensor();
 }
 
 // Query rows per task. A caller's query_chunk is kept; the automatic chunk is cut (to whole tiles) until every
@@ -129,7 +121,7 @@ ReducedAttention attention_probs_reduced(const at::Tensor& q_in, const at::Tenso
   const MaskView mview = prepare_mask(mask, g, dtype, q_in.device());
   const at::Tensor q = rows_contiguous(q_in, dtype);
   const at::Tensor k = rows_contiguous(k_in, dtype);
-  const at::Tensor v = checked_value(value_in, g, q_in, dtype);
+  const at::Tensor v = value_rows(value_in, dtype);
   const at::Tensor sinks = sinks_in ? sinks_in->to(dtype).contiguous() : at::Tensor();
   const auto opts = q.options().dtype(dtype);
   const bool reduced = rs.reduce != HeadReduce::kNone;

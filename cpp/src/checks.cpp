@@ -191,9 +191,18 @@ void check_attention_probs_backward(const at::Tensor& grad, const at::Tensor& pr
 
 void check_attention_probs_reduced(const at::Tensor& q, const at::Tensor& k, const std::optional<at::Tensor>& mask,
                                    const AttentionSpec& spec, const std::optional<at::Tensor>& sinks,
-                                   at::OptionalIntArrayRef heads, const std::string& reduce, int64_t topk) {
+                                   at::OptionalIntArrayRef heads, const std::string& reduce, int64_t topk,
+                                   const std::optional<at::Tensor>& value) {
   constexpr const char* op = "attention_probs_reduced";
+  one_device(op, {{"q", &q}, {"value", opt(value)}});
   attention_inputs(op, q, k, mask, spec, sinks);
+  if (value.has_value()) {  // the values of the layer output P.V, one row per key of each kv head
+    floating(op, "value", *value);
+    TORCH_CHECK_VALUE(value->dim() == 4 && value->size(0) == k.size(0) && value->size(1) == k.size(1) &&
+                          value->size(2) == k.size(2),
+                      op, ": value must be [batch=", k.size(0), ", kv_heads=", k.size(1), ", k_len=", k.size(2),
+                      ", v_dim], got shape ", value->sizes());
+  }
   if (heads.has_value()) {
     for (int64_t h : *heads) {
       TORCH_CHECK_VALUE(h >= 0 && h < q.size(1), op, ": head index ", h, " out of range: q has ", q.size(1),

@@ -71,8 +71,18 @@ TEST(Checks, ZeroHeadsAndHeadDimAreRefusedBySiblingsAlike) {
   EXPECT_THROW(attnscope::check_attention_probs(no_heads, at::randn({1, 1, 3, 4}), std::nullopt, s, std::nullopt),
                c10::ValueError);
   EXPECT_THROW(attnscope::check_attention_probs_reduced(no_heads, at::randn({1, 1, 3, 4}), std::nullopt, s,
-                                                        std::nullopt, std::nullopt, "mean", 0),
+                                                        std::nullopt, std::nullopt, "mean", 0, std::nullopt),
                c10::ValueError);
+  // The layer output's values: one row per key of each kv head, floating.
+  const at::Tensor q = at::randn({1, 2, 3, 4}), k = at::randn({1, 1, 5, 4});
+  EXPECT_NO_THROW(attnscope::check_attention_probs_reduced(q, k, std::nullopt, s, std::nullopt, std::nullopt, "mean",
+                                                           0, at::randn({1, 1, 5, 7})));
+  EXPECT_THROW(attnscope::check_attention_probs_reduced(q, k, std::nullopt, s, std::nullopt, std::nullopt, "mean", 0,
+                                                        at::randn({1, 2, 5, 7})),
+               c10::ValueError);
+  EXPECT_THROW(attnscope::check_attention_probs_reduced(q, k, std::nullopt, s, std::nullopt, std::nullopt, "mean", 0,
+                                                        at::ones({1, 1, 5, 7}, at::kLong)),
+               c10::TypeError);
   EXPECT_THROW(attnscope::check_attention_head_stats(at::randn({1, 2, 3, 0}), at::randn({1, 2, 3, 0}), std::nullopt,
                                                      s, std::nullopt, std::nullopt, std::nullopt, 0),
                c10::ValueError);

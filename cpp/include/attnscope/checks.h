@@ -49,7 +49,8 @@ void check_attention_probs_backward(const at::Tensor& grad, const at::Tensor& pr
 
 void check_attention_probs_reduced(const at::Tensor& q, const at::Tensor& k, const std::optional<at::Tensor>& mask,
                                    const AttentionSpec& spec, const std::optional<at::Tensor>& sinks,
-                                   at::OptionalIntArrayRef heads, const std::string& reduce, int64_t topk);
+                                   at::OptionalIntArrayRef heads, const std::string& reduce, int64_t topk,
+                                   const std::optional<at::Tensor>& value);
 
 void check_attention_head_stats(const at::Tensor& q, const at::Tensor& k, const std::optional<at::Tensor>& mask,
                                 const AttentionSpec& spec, const std::optional<at::Tensor>& sinks,

@@ -188,14 +188,7 @@ namespace {
 
 // out[b, i, h, :] = sum_j p[b, h, i, j] v[b, h / group, j, :] over every q head, a chunk of rows at a time.
 at::Tensor probs_times_values(const Inputs& all, const at::Tensor& value) {
-  const Geometry& g = all.g;
-  TORCH_CHECK_VALUE(value.dim() == 4 && value.size(0) == g.batch && value.size(1) == g.kv_heads &&
-                        value.size(2) == g.k_len,
-                    "value must be [batch=", g.batch, ", kv_heads=", g.kv_heads, ", k_len=", g.k_len,
-                    ", v_dim], got shape ", value.sizes());
-  TORCH_CHECK_TYPE(at::isFloatingType(value.scalar_type()), "value must be float16, bfloat16, float32 or float64, got ",
-                   value.scalar_type());
-  TORCH_CHECK_VALUE(value.device() == all.q.device(), "value must be on ", all.q.device(), ", got ", value.device());
+  const Geometry& g = all.g;  // value is checked at the door (check_attention_probs_reduced)
   const at::Tensor v = value.to(all.dtype);
   const int64_t v_dim = v.size(3);
   at::Tensor out = at::empty({g.batch, g.heads, g.q_len, v_dim}, all.q.options());

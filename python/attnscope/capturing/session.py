@@ -138,7 +138,8 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a Hugging Face transformer (torch.nn.Module), got {type(model).__name__}")
         model_device(model)  # refuses a model whose weights are on the meta device
-        if not _configs_of(model):
+        self._configs = _configs_of(model)  # the configs whose attention function the scope swaps on entry
+        if not self._configs:
             raise TypeError(
                 f"{type(model).__name__} is not a transformer attnscope can capture: it has no Hugging Face config "
                 "(no module carries a transformers PretrainedConfig as .config), and the config selects the attention "
@@ -220,7 +221,7 @@ class capture:  # noqa: N801  (used as a context manager: `with ats.capture(mode
         self._thread = threading.get_ident()
         token = f"attnscope{next(_counter)}"
         try:
-            for cfg in _configs_of(self.model):
+            for cfg in self._configs:
                 original = cfg.__dict__.get("_attn_implementation_internal")
                 self._saved.append((cfg, original))
                 name = f"{token}:{original or 'eager'}"
