@@ -20,94 +20,47 @@ namespace {
 
 using at::vec::Vectorized;
 
-// The tile loops: acc[r * n + v] = sum_d a_r[d] * b[d * n + v] for one panel of n vectors, with one named
-// accumulator per vector (no array: GCC keeps an array of Vectorized in memory and stores every accumulator back on
-// each step of the depth loop, which halves the kernel's speed). Every output element gets one fused multiply-add
-// per term in increasing d in every build, so AVX-512, AVX2 and the FMA-less baseline's vector code differ only
-// where a machine lacks FMA, never by the rows or columns that share a tile.
-//
-// Two vectors per panel (AVX2 and the baseline: 8 floats or 4 doubles per vector): 6 rows x 2 vectors.
+// The tile loop: acc[2 r + v] = sum_d a_r[d] * B_v[d] for six rows r and two vectors v, B_v's row d at
+// b_v + d * step, with one named accumulator per vector (no array: GCC keeps an array of Vectorized in memory and
+// stores every accumulator back on each step of the depth loop, which halves the kernel's speed). Every output
+// element gets one fused multiply-add per term in increasing d in every build, so AVX-512 and AVX2 give one result,
+// never depending on the rows or columns that share a tile. Twelve accumulators keep both FMA ports busy.
 template <typename T>
-void panel_loop2(const T* const* ar, const T* b, int64_t depth, Vectorized<T>* acc) {
+void tile_loop(const T* const* ar, const T* b0p, const T* b1p, int64_t step, int64_t depth, Vectorized<T>* acc) {
   using V = Vectorized<T>;
-  constexpr int64_t W = V::size();
   const T *a0 = ar[0], *a1 = ar[1], *a2 = ar[2], *a3 = ar[3], *a4 = ar[4], *a5 = ar[5];
   V c00(T(0)), c01(T(0)), c10(T(0)), c11(T(0)), c20(T(0)), c21(T(0));
   V c30(T(0)), c31(T(0)), c40(T(0)), c41(T(0)), c50(T(0)), c51(T(0));
   for (int64_t d = 0; d < depth; ++d) {
-    const V b0 = V::loadu(b + d * 2 * W), b1 = V::loadu(b + d * 2 * W + W);
-    V x(a0[d]);
-    c00 = at::vec::fmadd(x, b0, c00);
-    c01 = at::vec::fmadd(x, b1, c01);
-    x = V(a1[d]);
-    c10 = at::vec::fmadd(x, b0, c10);
-    c11 = at::vec::fmadd(x, b1, c11);
-    x = V(a2[d]);
-    c20 = at::vec::fmadd(x, b0, c20);
-    c21 = at::vec::fmadd(x, b1, c21);
-    x = V(a3[d]);
-    c30 = at::vec::fmadd(x, b0, c30);
-    c31 = at::vec::fmadd(x, b1, c31);
-    x = V(a4[d]);
-    c40 = at::vec::fmadd(x, b0, c40);
-    c41 = at::vec::fmadd(x, b1, c41);
-    x = V(a5[d]);
-    c50 = at::vec::fmadd(x, b0, c50);
-    c51 = at::vec::fmadd(x, b1, c51);
+    const V b0 = V::loadu(b0p + d * step), b1 = V::loadu(b1p + d * step);
+    const auto row = [&](T x, V& lo, V& hi) {  // inlined: the accumulators stay in registers
+      lo = at::vec::fmadd(V(x), b0, lo);
+      hi = at::vec::fmadd(V(x), b1, hi);
+    };
+    row(a0[d], c00, c01);
+    row(a1[d], c10, c11);
+    row(a2[d], c20, c21);
+    row(a3[d], c30, c31);
+    row(a4[d], c40, c41);
+    row(a5[d], c50, c51);
   }
-  const V out[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
-  std::copy(out, out + 12, acc);
+  const V out[2 * kTileRows] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
+  std::copy(out, out + 2 * kTileRows, acc);
 }
 
-// One vector per panel (AVX-512: 16 floats or 8 doubles), two panels at once (b0 and b1 their first rows): six
-// accumulators alone would leave the two FMA ports waiting on their latency; twelve keep them busy.
+// Scaled accumulators of one panel into rows of c (cols <= panel): row r's vectors at acc[stride * r + v].
 template <typename T>
-void panel_loop1x2(const T* const* ar, const T* b0p, const T* b1p, int64_t depth, Vectorized<T>* acc0,
-                   Vectorized<T>* acc1) {
-  using V = Vectorized<T>;
-  constexpr int64_t W = V::size();
-  const T *a0 = ar[0], *a1 = ar[1], *a2 = ar[2], *a3 = ar[3], *a4 = ar[4], *a5 = ar[5];
-  V c00(T(0)), c01(T(0)), c10(T(0)), c11(T(0)), c20(T(0)), c21(T(0));
-  V c30(T(0)), c31(T(0)), c40(T(0)), c41(T(0)), c50(T(0)), c51(T(0));
-  for (int64_t d = 0; d < depth; ++d) {
-    const V b0 = V::loadu(b0p + d * W), b1 = V::loadu(b1p + d * W);
-    V x(a0[d]);
-    c00 = at::vec::fmadd(x, b0, c00);
-    c01 = at::vec::fmadd(x, b1, c01);
-    x = V(a1[d]);
-    c10 = at::vec::fmadd(x, b0, c10);
-    c11 = at::vec::fmadd(x, b1, c11);
-    x = V(a2[d]);
-    c20 = at::vec::fmadd(x, b0, c20);
-    c21 = at::vec::fmadd(x, b1, c21);
-    x = V(a3[d]);
-    c30 = at::vec::fmadd(x, b0, c30);
-    c31 = at::vec::fmadd(x, b1, c31);
-    x = V(a4[d]);
-    c40 = at::vec::fmadd(x, b0, c40);
-    c41 = at::vec::fmadd(x, b1, c41);
-    x = V(a5[d]);
-    c50 = at::vec::fmadd(x, b0, c50);
-    c51 = at::vec::fmadd(x, b1, c51);
-  }
-  const V out0[kTileRows] = {c00, c10, c20, c30, c40, c50}, out1[kTileRows] = {c01, c11, c21, c31, c41, c51};
-  std::copy(out0, out0 + kTileRows, acc0);
-  std::copy(out1, out1 + kTileRows, acc1);
-}
-
-// Scaled accumulators of one panel into rows of c (cols <= panel).
-template <typename T>
-void store_panel(const Vectorized<T>* acc, int64_t rows, T scale, T* c, int64_t ldc, int64_t cols) {
+void store_panel(const Vectorized<T>* acc, int64_t stride, int64_t rows, T scale, T* c, int64_t ldc, int64_t cols) {
   using V = Vectorized<T>;
   constexpr int64_t W = V::size(), P = panel_width<T>(), kVectors = P / W;
   const V s(scale);
   for (int64_t r = 0; r < rows; ++r) {
     if (cols == P) {  // a whole panel: straight to c (a variable-size memcpy is a library call)
-      for (int64_t v = 0; v < kVectors; ++v) (acc[kVectors * r + v] * s).store(c + r * ldc + v * W);
+      for (int64_t v = 0; v < kVectors; ++v) (acc[stride * r + v] * s).store(c + r * ldc + v * W);
       continue;
     }
     T buf[P];
-    for (int64_t v = 0; v < kVectors; ++v) (acc[kVectors * r + v] * s).store(buf + v * W);
+    for (int64_t v = 0; v < kVectors; ++v) (acc[stride * r + v] * s).store(buf + v * W);
     std::memcpy(c + r * ldc, buf, static_cast<size_t>(cols) * sizeof(T));
   }
 }
@@ -116,21 +69,22 @@ template <typename T>
 void tile(const T* a, int64_t lda, int64_t rows, const T* b, int64_t panel_stride, int64_t depth, T scale, T* c,
           int64_t ldc, int64_t cols) {
   using V = Vectorized<T>;
-  constexpr int64_t P = panel_width<T>(), kVectors = P / V::size();
-  static_assert(kTileRows == 6 && (kVectors == 1 || kVectors == 2), "the tile loops take six rows, 1 or 2 vectors");
+  constexpr int64_t W = V::size(), P = panel_width<T>(), kVectors = P / W;
+  static_assert(kTileRows == 6 && (kVectors == 1 || kVectors == 2), "the tile loop takes six rows, 1 or 2 vectors");
   const T* ar[kTileRows];
   for (int r = 0; r < kTileRows; ++r) ar[r] = a + std::min<int64_t>(r, rows - 1) * lda;  // spare rows repeat
-  V acc0[kVectors * kTileRows], acc1[kVectors * kTileRows];
   const bool two = cols > P;
-  if constexpr (kVectors == 2) {
-    panel_loop2(ar, b, depth, acc0);
-    if (two) panel_loop2(ar, b + panel_stride, depth, acc1);
-  } else {
-    // The second panel's loads repeat the first's when there is none (its results are not stored).
-    panel_loop1x2(ar, b, two ? b + panel_stride : b, depth, acc0, acc1);
+  V acc[4 * kTileRows];
+  if constexpr (kVectors == 2) {  // a panel is two vectors: one loop per panel
+    tile_loop(ar, b, b + W, P, depth, acc);
+    if (two) tile_loop(ar, b + panel_stride, b + panel_stride + W, P, depth, acc + 2 * kTileRows);
+    store_panel(acc, 2, rows, scale, c, ldc, std::min(cols, P));
+    if (two) store_panel(acc + 2 * kTileRows, 2, rows, scale, c + P, ldc, cols - P);
+  } else {  // a panel is one vector: both panels in one loop (the second repeats the first when there is none)
+    tile_loop(ar, b, two ? b + panel_stride : b, P, depth, acc);
+    store_panel(acc, 2, rows, scale, c, ldc, std::min(cols, P));
+    if (two) store_panel(acc + 1, 2, rows, scale, c + P, ldc, cols - P);
   }
-  store_panel(acc0, rows, scale, c, ldc, std::min(cols, P));
-  if (two) store_panel(acc1, rows, scale, c + P, ldc, cols - P);
 }
 
 // Horizontal reductions in a fixed lane order.
