@@ -4,29 +4,10 @@
 #include <torch/library.h>
 
 #include "attnscope/attention_probs.h"
-#include "attnscope/checks.h"
 #include "attnscope/no_autograd.h"
+#include "kernels/attention.h"
 
 namespace attnscope {
-namespace {
-
-at::Tensor attention_probs_cpu(const at::Tensor& q, const at::Tensor& k, const std::optional<at::Tensor>& mask,
-                               double scale, bool is_causal, int64_t window, double softcap,
-                               const std::optional<at::Tensor>& sinks, int64_t query_chunk) {
-  const AttentionSpec spec{scale, is_causal, window, softcap, query_chunk};
-  check_attention_probs(q, k, mask, spec, sinks);
-  return attention_probs(q, k, mask, spec, sinks);
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_probs_backward_cpu(
-    const at::Tensor& grad, const at::Tensor& probs, const at::Tensor& q, const at::Tensor& k, double scale,
-    double softcap, const std::optional<at::Tensor>& sinks, int64_t query_chunk) {
-  const AttentionSpec spec{scale, /*is_causal=*/false, /*window=*/0, softcap, query_chunk};
-  check_attention_probs_backward(grad, probs, q, k, spec, sinks);
-  return attention_probs_backward(grad, probs, q, k, spec, sinks);
-}
-
-}  // namespace
 
 TORCH_LIBRARY_FRAGMENT(attnscope, m) {
   m.def(
@@ -38,8 +19,8 @@ TORCH_LIBRARY_FRAGMENT(attnscope, m) {
 }
 
 TORCH_LIBRARY_IMPL(attnscope, CPU, m) {
-  m.impl("attention_probs", &attention_probs_cpu);
-  m.impl("attention_probs_backward", &attention_probs_backward_cpu);
+  m.impl("attention_probs", &kernels::attention_probs<&attention_probs>);
+  m.impl("attention_probs_backward", &kernels::attention_probs_backward<&attention_probs_backward>);
 }
 
 // The backward has no backward of its own (no double backward); attention_probs' autograd is in Python.

@@ -3,25 +3,10 @@
 #include <torch/library.h>
 
 #include "attnscope/attention_reduce.h"
-#include "attnscope/checks.h"
 #include "attnscope/no_autograd.h"
+#include "kernels/attention.h"
 
 namespace attnscope {
-namespace {
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention_probs_reduced_cpu(
-    const at::Tensor& q, const at::Tensor& k, const std::optional<at::Tensor>& mask, double scale, bool is_causal,
-    int64_t window, double softcap, const std::optional<at::Tensor>& sinks, int64_t query_chunk,
-    at::OptionalIntArrayRef heads, c10::string_view reduce, bool keep_weights, int64_t topk, bool entropy,
-    const std::optional<at::Tensor>& value) {
-  const AttentionSpec spec{scale, is_causal, window, softcap, query_chunk};
-  check_attention_probs_reduced(q, k, mask, spec, sinks, heads, std::string(reduce), topk, value);
-  const ReduceSpec rs = make_reduce_spec(heads, std::string(reduce), keep_weights, topk, entropy);
-  ReducedAttention r = attention_probs_reduced(q, k, mask, spec, sinks, rs, value);
-  return {r.weights, r.topk_values, r.topk_indices, r.entropy, r.output};
-}
-
-}  // namespace
 
 TORCH_LIBRARY_FRAGMENT(attnscope, m) {
   m.def(
@@ -31,7 +16,7 @@ TORCH_LIBRARY_FRAGMENT(attnscope, m) {
       "Tensor output)");
 }
 
-TORCH_LIBRARY_IMPL(attnscope, CPU, m) { m.impl("attention_probs_reduced", &attention_probs_reduced_cpu); }
+TORCH_LIBRARY_IMPL(attnscope, CPU, m) { m.impl("attention_probs_reduced", &kernels::attention_probs_reduced<&attention_probs_reduced>); }
 
 TORCH_LIBRARY_IMPL(attnscope, Autograd, m) { m.impl("attention_probs_reduced", refuse_autograd()); }
 
