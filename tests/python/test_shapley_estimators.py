@@ -58,11 +58,12 @@ def _batch(enc, groups, copies: int):
     ("kernel_shap", {"n_samples": 60, "estimator": "kernel"}),
     ("kernel_shap", {"n_samples": 60, "estimator": "unbiased"}),
     ("kernel_shap", {"n_samples": 60, "estimator": "leverage", "paired": False}),
+    ("kernel_shap", {"n_samples": 60, "estimator": "surrogate"}),
     # permutations: a feature's gains are skewed here (large only when it completes the interaction), so the
     # interval needs more draws than the regressions' to reach its nominal coverage (12 orders: 78 %)
     ("shapley_sampling", {"n_samples": 100}),
     ("shapley_sampling", {"n_samples": 50, "antithetic": True}),
-], ids=["leverage", "kernel", "unbiased", "leverage-unpaired", "permutations", "antithetic"])
+], ids=["leverage", "kernel", "unbiased", "leverage-unpaired", "surrogate", "permutations", "antithetic"])
 def test_95_percent_intervals_cover_the_exact_values(game, method, kw):
     model, tok, enc, groups, token, phi = game
     inputs, g = _batch(enc, groups, SEEDS)
@@ -83,7 +84,7 @@ def test_95_percent_intervals_cover_the_exact_values(game, method, kw):
 
 def test_regression_estimates_add_up_to_the_value_difference(game):
     model, tok, enc, groups, token, _ = game
-    for estimator in ("leverage", "kernel", "unbiased"):
+    for estimator in ("leverage", "kernel", "unbiased", "surrogate"):
         res = attribute(model, enc, method="kernel_shap", target=token, feature_groups=groups, n_samples=30, seed=1,
                         estimator=estimator, progress=False)
         total = float(res.feature_scores[0].sum())
