@@ -48,6 +48,7 @@ OURS = {  # name -> (kind, options)
     "leverage (unpaired)": ("regression", {"estimator": "leverage", "paired": False}),
     "kernel (paired)": ("regression", {"estimator": "kernel", "paired": True}),
     "unbiased (paired)": ("regression", {"estimator": "unbiased", "paired": True}),
+    "surrogate (paired)": ("regression", {"estimator": "surrogate", "paired": True}),
     "permutations (antithetic)": ("permutation", {"antithetic": True}),
 }
 CAPTUM = ("KernelShap", "ShapleyValueSampling")
@@ -167,14 +168,14 @@ class TableEngine:
 
 def run_ours(table: torch.Tensor, kind: str, options: dict, budget: int, seed: int) -> tuple[torch.Tensor, int]:
     from attnscope.attribution.perturbation.rounds import run_rounds
-    from attnscope.attribution.perturbation.shapley_regression import RegressionEstimate
+    from attnscope.attribution.perturbation.kernel_shap import regression_estimate
     from attnscope.attribution.perturbation.shapley_sampling import PermutationEstimate
     from attnscope.attribution.seeds import example_generator
 
     engine = TableEngine(table)
     g = example_generator(seed, 0)
     if kind == "regression":
-        state = RegressionEstimate(N, options["estimator"], options["paired"], g)
+        state = regression_estimate(N, options["estimator"], options["paired"], g)
     else:
         state = PermutationEstimate(N, options["antithetic"], g)
     out = run_rounds(engine, [state], [budget], [budget], None)[0]

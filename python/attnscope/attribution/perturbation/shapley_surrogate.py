@@ -67,7 +67,8 @@ def product_kernel_shapley(centres: Tensor, alpha: Tensor, rho: float) -> Tensor
 
 class KernelRidge:
     """Kernel ridge regression ``s(z) = c + sum_j alpha_j rho ** hamming(z, x_j)`` fitted to ``(x [m, n], y [m])``,
-    ``rho`` and the ridge chosen by exact leave-one-out error; ``loo`` holds the leave-one-out residuals."""
+    ``rho`` and the ridge (``(K + ridge I) alpha = y - c``) chosen by exact leave-one-out error; ``loo`` holds the
+    leave-one-out residuals."""
 
     def __init__(self, x: Tensor, y: Tensor) -> None:
         n = x.shape[1]
@@ -86,8 +87,8 @@ class KernelRidge:
                 loo = alpha / (U2 @ inv)  # y_j minus the fit without row j
                 err = float((loo * loo).mean())
                 if best is None or err < best[0]:
-                    best = (err, rho, alpha, loo)
-        _, self.rho, self.alpha, self.loo = best
+                    best = (err, rho, ridge, alpha, loo)
+        _, self.rho, self.ridge, self.alpha, self.loo = best
 
     def __call__(self, z: Tensor) -> Tensor:
         return self.c + (self.rho ** _hamming(z, self.x)) @ self.alpha
