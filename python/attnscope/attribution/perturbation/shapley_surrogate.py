@@ -164,5 +164,7 @@ class SurrogateEstimate(RegressionEstimate):
         # standard errors from held-out residuals: each fitted row's leave-one-out residual
         r_loo = r.clone()
         r_loo[fit] = s.loo[2:]
-        _, se = self.regression(r_loo, float(s.loo[1]), float(s.loo[0]))
-        return s.shapley() + phi, se
+        held_out, se = self.regression(r_loo, float(s.loo[1]), float(s.loo[0]))
+        # the correction from held-out residuals is about unbiased but noisy, the in-sample one is shrunk with the
+        # fit: their difference estimates that bias, which the error includes
+        return s.shapley() + phi, (se * se + (held_out - phi) ** 2).sqrt()
