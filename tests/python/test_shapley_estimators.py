@@ -73,7 +73,9 @@ def _fifty(game, method: str, kw: dict):
     ("kernel_shap", {"n_samples": 60, "estimator": "kernel"}),
     ("kernel_shap", {"n_samples": 60, "estimator": "unbiased"}),
     ("kernel_shap", {"n_samples": 60, "estimator": "leverage", "paired": False}),
-    ("kernel_shap", {"n_samples": 60, "estimator": "surrogate"}),
+    # the surrogate: at 60 of the 254 coalitions its small-sample bias (the ridge fit's shrinkage, which the
+    # correction's bias term only partly captures) leaves the intervals at 88-90 % coverage; from 90 on 91-99 %
+    ("kernel_shap", {"n_samples": 90, "estimator": "surrogate"}),
     # permutations: a feature's gains are skewed here (large only when it completes the interaction), so the
     # interval needs more draws than the regressions' to reach its nominal coverage (12 orders: 78 %)
     ("shapley_sampling", {"n_samples": 100}),
