@@ -16,6 +16,7 @@ Games (n = 16 features each, so 2**16 = 65,536 coalitions):
    against it.
 3. Accuracy per evaluation, over ``seeds`` seeds per budget: each estimator runs on a lookup of the table. Ours are
    the very estimator objects ``attribute`` uses (:mod:`attnscope.attribution.perturbation.shapley_regression`,
+   ``shapley_surrogate``,
    ``shapley_sampling.PermutationEstimate``, driven by ``rounds.run_rounds``); Captum's are ``KernelShap`` and
    ``ShapleyValueSampling`` with the lookup as ``forward_func`` (input a row of ones, baseline zeros). Evaluations
    are the distinct coalitions each one evaluated (both sides deduplicated). The budget that reaches a level is
