@@ -98,12 +98,12 @@ def test_95_percent_intervals_cover_the_exact_values(game, method, kw):
 
 def test_surrogate_beats_leverage_at_equal_budget(game):
     """The same coalitions (the same sampling stream), so the difference is the estimate: over 50 seeds the mean
-    absolute error of the surrogate-adjusted estimate is well below Leverage SHAP's (measured: 0.30 vs 0.43 at
+    absolute error of the surrogate-adjusted estimate is well below Leverage SHAP's (measured: 0.14 vs 0.43 at
     seed 7)."""
     phi = game[-1]
     err = {e: float((_fifty(game, "kernel_shap", {"n_samples": 60, **({} if e == "leverage" else {"estimator": e})})
                      .feature_scores - phi).abs().mean()) for e in ("leverage", "surrogate")}
-    assert err["surrogate"] <= 0.8 * err["leverage"], err
+    assert err["surrogate"] <= 0.5 * err["leverage"], err
 
 
 def test_surrogate_with_every_coalition_is_exact(game):
