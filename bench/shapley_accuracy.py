@@ -16,12 +16,15 @@ Games (n = 16 features each, so 2**16 = 65,536 coalitions):
    against it.
 3. Accuracy per evaluation, over ``seeds`` seeds per budget: each estimator runs on a lookup of the table. Ours are
    the very estimator objects ``attribute`` uses (:mod:`attnscope.attribution.perturbation.shapley_regression`,
+   ``shapley_surrogate``,
    ``shapley_sampling.PermutationEstimate``, driven by ``rounds.run_rounds``); Captum's are ``KernelShap`` and
    ``ShapleyValueSampling`` with the lookup as ``forward_func`` (input a row of ones, baseline zeros). Evaluations
    are the distinct coalitions each one evaluated (both sides deduplicated). The budget that reaches a level is
    interpolated (log-log) between the two budgets that bracket it.
 4. Time at those budgets, on the real models: ``ats.attribute`` vs Captum on the same forward (its
-   ``perturbations_per_eval=256``, its fastest in part (a)), alternating, median of ``repeats``.
+   ``perturbations_per_eval=256``, its fastest in part (a)), alternating, median of ``repeats``; attnscope's seed
+   changes from run to run (its forwards per run are recorded: Poisson sampling draws a random number of
+   coalitions around the budget).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ OURS = {  # name -> (kind, options)
     "leverage (unpaired)": ("regression", {"estimator": "leverage", "paired": False}),
     "kernel (paired)": ("regression", {"estimator": "kernel", "paired": True}),
     "unbiased (paired)": ("regression", {"estimator": "unbiased", "paired": True}),
+    "surrogate (paired)": ("regression", {"estimator": "surrogate", "paired": True}),
     "permutations (antithetic)": ("permutation", {"antithetic": True}),
 }
 CAPTUM = ("KernelShap", "ShapleyValueSampling")
@@ -167,14 +171,14 @@ class TableEngine:
 
 def run_ours(table: torch.Tensor, kind: str, options: dict, budget: int, seed: int) -> tuple[torch.Tensor, int]:
     from attnscope.attribution.perturbation.rounds import run_rounds
-    from attnscope.attribution.perturbation.shapley_regression import RegressionEstimate
+    from attnscope.attribution.perturbation.kernel_shap import regression_estimate
     from attnscope.attribution.perturbation.shapley_sampling import PermutationEstimate
     from attnscope.attribution.seeds import example_generator
 
     engine = TableEngine(table)
     g = example_generator(seed, 0)
     if kind == "regression":
-        state = RegressionEstimate(N, options["estimator"], options["paired"], g)
+        state = regression_estimate(N, options["estimator"], options["paired"], g)
     else:
         state = PermutationEstimate(N, options["antithetic"], g)
     out = run_rounds(engine, [state], [budget], [budget], None)[0]
@@ -276,9 +280,14 @@ def timing(name: str, res: dict, repeats: int, threads: int) -> None:
         kind, opts = OURS[best]
         method = "kernel_shap" if kind == "regression" else "shapley_sampling"
 
+        forwards: list[int] = []
+
         def run_attnscope(b=ours[best]["budget"]):
+            # a new seed per run: the accuracy curves average over seeds, and the number of coalitions that
+            # Poisson sampling (the leverage family) draws varies with the seed by about its square root
             r = attribute(model, enc, method=method, target=target, feature_groups=groups, baselines=pad,
-                          n_samples=b, seed=0, tokenizer=tok, progress=False, **opts)
+                          n_samples=b, seed=len(forwards), tokenizer=tok, progress=False, **opts)
+            forwards.append(int(r.n_forwards[0]))
             return r
 
         check = run_attnscope()
@@ -303,7 +312,7 @@ def timing(name: str, res: dict, repeats: int, threads: int) -> None:
         fastest = "captum ppe=256"
         res["timing"][key] = {
             "ours": best, "ours_budget": ours[best]["budget"], "ours_evaluations": ours[best]["evaluations"],
-            "ours_forwards_real": int(check.n_forwards[0]), "peer": peer, "peer_budget": peers[peer]["budget"],
+            "ours_forwards_real": forwards, "peer": peer, "peer_budget": peers[peer]["budget"],
             "peer_evaluations": peers[peer]["evaluations"], "f_input_vs_table": agree,
             "attnscope": {k: times["attnscope"][k] for k in ("median_s", "min_s", "max_s")},
             "captum": {k: times[fastest][k] for k in ("median_s", "min_s", "max_s")}, "captum_ppe": fastest,
@@ -322,7 +331,8 @@ def markdown(results: list[dict], repeats: int) -> list[str]:
         "exact mode agrees with it (column). Accuracy: mean absolute error / attribution range, averaged over "
         "seeds, at each budget; evaluations = distinct coalitions evaluated (both sides deduplicated), "
         "interpolated log-log to the level. Time: `ats.attribute` vs Captum at those budgets on the real model, "
-        f"alternating, median of {repeats} (Captum's perturbations_per_eval=256, its fastest in (a)); shared machine.",
+        f"alternating, median of {repeats} (Captum's perturbations_per_eval=256, its fastest in (a)); attnscope's "
+        "seed changes from run to run, its mean forwards per run (the input's included) in brackets; shared machine.",
         "",
         "| game | level | attnscope best | evaluations | Captum best | evaluations | ratio (goal ≥ 2) | attnscope time "
         "| Captum time | time ratio (goal ≥ 2) |",
@@ -341,7 +351,8 @@ def markdown(results: list[dict], repeats: int) -> list[str]:
                 continue
             lines.append(
                 f"| {r['game']} | {level:.0%} | {t['ours']} | {t['ours_evaluations']:.0f} | {t['peer']} | "
-                f"{t['peer_evaluations']:.0f} | {t['evaluation_ratio']:.2f} | {t['attnscope']['median_s']:.3f} s | "
+                f"{t['peer_evaluations']:.0f} | {t['evaluation_ratio']:.2f} | {t['attnscope']['median_s']:.3f} s "
+                f"({statistics.mean(t['ours_forwards_real']):.0f}) | "
                 f"{t['captum']['median_s']:.3f} s | {t['time_ratio']:.2f} |")
     lines += ["", "Evaluations to reach each level, every estimator (— : not reached on the grid):", "",
               "| game | estimator | " + " | ".join(f"{lv:.0%}" for lv in LEVELS) + " |",

@@ -7,6 +7,7 @@ Usage errors (exit 2) are found before torch is imported; failures exit 1 with o
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -70,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--n-samples", type=int, default=None,
                          help=f"coalitions or permutations of {_takers('n_samples')} (default: 25; kernel_shap: at "
                               "least 2n + 4)")
+    explain.add_argument("--tolerance", type=float, default=None,
+                         help=f"for {_takers('tolerance')}: sample in rounds until every feature's standard error is "
+                              "<= this, in the target's units (--n-samples is then the most drawn)")
     explain.add_argument("--engine", default="local", choices=ENGINES,
                          help="local (this process, default) or ray (Ray Data actors; pip install 'attnscope[ray]')")
     explain.add_argument("--address", default=None, help="with --engine ray: a running cluster's HOST:PORT (default: "
@@ -216,6 +220,11 @@ def validate(args: argparse.Namespace) -> list[str] | None:
                 raise UsageError(f"{flag} applies to {_takers(option)}, not --method {args.method}")
             if value < 1:
                 raise UsageError(f"{flag} must be >= 1, got {value}")
+        if args.tolerance is not None:
+            if spec.option("tolerance") is None:
+                raise UsageError(f"--tolerance applies to {_takers('tolerance')}, not --method {args.method}")
+            if not math.isfinite(args.tolerance) or args.tolerance <= 0:
+                raise UsageError(f"--tolerance must be a finite number > 0, got {args.tolerance}")
         if args.engine == "ray" and (args.num_workers < 1 or args.num_cpus <= 0 or args.num_gpus < 0):
             raise UsageError(f"--num-workers must be >= 1 and --num-cpus > 0, --num-gpus >= 0 (got {args.num_workers}, "
                              f"{args.num_cpus}, {args.num_gpus})")

@@ -88,6 +88,7 @@ def explain(args, texts: list[str]) -> int:
     res = attribute_dataset(model, tokenizer, texts, labels=getattr(args, "labels", None), method=args.method,
                             target=parse_target(args.target), batch_size=args.batch_size, out=args.out,
                             progress=not args.quiet, n_steps=args.n_steps, n_samples=args.n_samples,  # None: default
+                            tolerance=args.tolerance,
                             **engine)
     table = write_table(res.to_pandas(), args.out, "attributions")
     write_table(res.examples_frame(), args.out, "examples")

@@ -177,3 +177,36 @@ def test_explain_a_labelled_parquet_corpus(tmp_path):
     page = (tmp_path / "o" / "index.html").read_text()
     assert 'class="ats-corpus" data-rows="24"' in page
     assert "tokens that drive wrong predictions" in page and "surrogate" in page
+
+
+def test_explain_kernel_shap_stops_at_the_tolerance(tmp_path):
+    """--tolerance reaches the Shapley estimators: the values are within a few tolerances of the exact ones (the
+    default budget of 25 coalitions without it is far off: the first check fails if the option is dropped)."""
+    import torch
+
+    import attnscope as ats
+    from attnscope.organisms import path
+
+    text, tol = "t3 t17 t42 t9 t64 t3 t17", 0.05
+    model, tok = ats.organisms.load("induction")
+    exact = ats.attribute(model, tok([text], return_tensors="pt"), method="kernel_shap", mode="exact",
+                          tokenizer=tok).scores[0]
+    errors = {}
+    for extra in (("--tolerance", tol), ()):
+        out = run("explain", path("induction"), "--text", text, "--method", "kernel_shap", *extra,
+                  "--out", tmp_path / str(len(extra)), "--quiet")
+        assert out.returncode == 0, out.stderr
+        scores = torch.tensor(read_table(tmp_path / str(len(extra)), "attributions")["score"].values)
+        errors[len(extra)] = (scores - exact).abs().max().item()
+    assert errors[2] <= 4 * tol < errors[0], errors
+
+
+@pytest.mark.parametrize("args,msg", [
+    (("--method", "saliency", "--tolerance", "0.1"), "--tolerance applies to kernel_shap, shapley_sampling, not "
+                                                     "--method saliency"),
+    (("--method", "kernel_shap", "--tolerance", "0"), "--tolerance must be a finite number > 0, got 0.0"),
+    (("--method", "shapley_sampling", "--tolerance", "nan"), "--tolerance must be a finite number > 0, got nan"),
+])
+def test_bad_tolerance_is_a_usage_error(model_dir, args, msg):
+    out = run("explain", model_dir, "--text", "x", *args)
+    assert out.returncode == 2 and msg in " ".join(out.stderr.split()), out.stderr

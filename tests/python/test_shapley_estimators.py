@@ -1,4 +1,4 @@
-"""The Shapley estimators of kernel_shap (leverage, kernel, unbiased) and shapley_sampling: their standard errors
+"""The Shapley estimators of kernel_shap (leverage, kernel, unbiased, surrogate) and shapley_sampling: their standard errors
 are calibrated against exact Shapley values by enumeration (plain forwards, no attnscope code), the stopping rule
 stops where it says, the estimates are exact when every coalition is drawn, and bad options are refused.
 
@@ -53,22 +53,37 @@ def _batch(enc, groups, copies: int):
     return ({k: v.repeat(copies, 1) for k, v in enc.items()}, groups.repeat(copies, 1))
 
 
+_RUNS: dict = {}
+
+
+def _fifty(game, method: str, kw: dict):
+    """``SEEDS`` independent estimates (one call, seed 7), computed once per module for the tests that share them."""
+    key = (method, tuple(sorted(kw.items())))
+    if key not in _RUNS:
+        model, tok, enc, groups, token, phi = game
+        inputs, g = _batch(enc, groups, SEEDS)
+        # (kv_reuse=False: full forwards batch the copies together, faster than a prefix cache per copy here)
+        _RUNS[key] = attribute(model, inputs, method=method, target=token, feature_groups=g, seed=7, progress=False,
+                               kv_reuse=False, **kw)
+    return _RUNS[key]
+
+
 @pytest.mark.parametrize("method,kw", [
     ("kernel_shap", {"n_samples": 60}),  # the default estimator: leverage, paired
     ("kernel_shap", {"n_samples": 60, "estimator": "kernel"}),
     ("kernel_shap", {"n_samples": 60, "estimator": "unbiased"}),
     ("kernel_shap", {"n_samples": 60, "estimator": "leverage", "paired": False}),
+    # the surrogate: at 60 of the 254 coalitions its small-sample bias (the ridge fit's shrinkage, which the
+    # correction's bias term only partly captures) leaves the intervals at 88-90 % coverage; from 90 on 91-99 %
+    ("kernel_shap", {"n_samples": 90, "estimator": "surrogate"}),
     # permutations: a feature's gains are skewed here (large only when it completes the interaction), so the
     # interval needs more draws than the regressions' to reach its nominal coverage (12 orders: 78 %)
     ("shapley_sampling", {"n_samples": 100}),
     ("shapley_sampling", {"n_samples": 50, "antithetic": True}),
-], ids=["leverage", "kernel", "unbiased", "leverage-unpaired", "permutations", "antithetic"])
+], ids=["leverage", "kernel", "unbiased", "leverage-unpaired", "surrogate", "permutations", "antithetic"])
 def test_95_percent_intervals_cover_the_exact_values(game, method, kw):
     model, tok, enc, groups, token, phi = game
-    inputs, g = _batch(enc, groups, SEEDS)
-    # (kv_reuse=False: full forwards batch the copies together, faster than a prefix cache per copy here)
-    res = attribute(model, inputs, method=method, target=token, feature_groups=g, seed=7, progress=False,
-                    kv_reuse=False, **kw)
+    res = _fifty(game, method, kw)
     err = (res.feature_scores - phi).abs()  # [SEEDS, n]
     se = res.standard_errors
     assert se.shape == err.shape and bool(torch.isfinite(se).all())
@@ -81,9 +96,27 @@ def test_95_percent_intervals_cover_the_exact_values(game, method, kw):
     assert res.stop_reason == ["n_samples"] * SEEDS
 
 
+def test_surrogate_beats_leverage_at_equal_budget(game):
+    """The same coalitions (the same sampling stream), so the difference is the estimate: over 50 seeds the mean
+    absolute error of the surrogate-adjusted estimate is well below Leverage SHAP's (measured: 0.14 vs 0.43 at
+    seed 7)."""
+    phi = game[-1]
+    err = {e: float((_fifty(game, "kernel_shap", {"n_samples": 60, **({} if e == "leverage" else {"estimator": e})})
+                     .feature_scores - phi).abs().mean()) for e in ("leverage", "surrogate")}
+    assert err["surrogate"] <= 0.5 * err["leverage"], err
+
+
+def test_surrogate_with_every_coalition_is_exact(game):
+    model, tok, enc, groups, token, phi = game
+    res = attribute(model, enc, method="kernel_shap", estimator="surrogate", target=token, feature_groups=groups,
+                    n_samples=2**8, seed=0, progress=False)
+    assert res.stop_reason == ["exhausted"] and float(res.standard_errors.abs().max()) == 0.0
+    assert float((res.feature_scores[0] - phi).abs().max()) <= 1e-4 * float(phi.abs().max())
+
+
 def test_regression_estimates_add_up_to_the_value_difference(game):
     model, tok, enc, groups, token, _ = game
-    for estimator in ("leverage", "kernel", "unbiased"):
+    for estimator in ("leverage", "kernel", "unbiased", "surrogate"):
         res = attribute(model, enc, method="kernel_shap", target=token, feature_groups=groups, n_samples=30, seed=1,
                         estimator=estimator, progress=False)
         total = float(res.feature_scores[0].sum())
@@ -110,9 +143,9 @@ def test_leverage_draws_no_coalition_twice(game):
 def test_tolerance_stops_when_the_largest_standard_error_is_reached(game):
     model, tok, enc, groups, token, phi = game
     tol = 0.1 * float(phi.max() - phi.min())
-    for method in ("kernel_shap", "shapley_sampling"):
+    for method, kw in (("kernel_shap", {}), ("kernel_shap", {"estimator": "surrogate"}), ("shapley_sampling", {})):
         res = attribute(model, enc, method=method, target=token, feature_groups=groups, tolerance=tol, seed=2,
-                        progress=False)
+                        progress=False, **kw)
         assert res.stop_reason == ["tolerance"], method
         assert float(res.standard_errors.max()) <= tol
         assert float((res.feature_scores[0] - phi).abs().max()) <= 4 * tol, method

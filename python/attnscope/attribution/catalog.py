@@ -268,9 +268,12 @@ CATALOG: tuple[MethodSpec, ...] = (
                    "2**n - 2)"),
             Option("mode", "sampled", one_of("sampled", "exact", what=" for kernel_shap"),
                    "sampled (an estimator below) or exact (constrained Shapley-kernel fit)"),
-            Option("estimator", None, one_of("leverage", "kernel", "unbiased", "captum", what=" for kernel_shap"),
+            Option("estimator", None, one_of("leverage", "kernel", "unbiased", "surrogate", "captum",
+                                             what=" for kernel_shap"),
                    "sampled mode: leverage (default; Musco & Witter 2024), kernel or unbiased (Covert & Lee 2021), "
-                   "captum (Captum KernelShap's scheme, no standard errors)"),
+                   "surrogate (leverage sampling, regression-adjusted by a kernel ridge surrogate with closed-form "
+                   "Shapley values: fewest evaluations per accuracy), captum (Captum KernelShap's scheme, no "
+                   "standard errors)"),
             Option("paired", None, flag, "draw each coalition with its complement (default True; not with "
                                          "estimator='captum')"),
             _TOLERANCE,

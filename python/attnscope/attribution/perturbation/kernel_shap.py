@@ -16,7 +16,8 @@ from .base import DEFAULT_N_SAMPLES, PerturbationMethod, PerturbationOutput, fit
 from ..seeds import example_generator
 from .engine import PerturbationEngine
 from .rounds import run_rounds
-from .shapley_regression import ESTIMATORS, RegressionEstimate, random_subsets, shapley_kernel_weight
+from .shapley_regression import RegressionEstimate, random_subsets, shapley_kernel_weight
+from .shapley_surrogate import SurrogateEstimate
 
 # kernel_shap(mode="exact") with n_samples=None enumerates all 2**n - 2 coalitions up to this many features.
 EXACT_MAX_FEATURES = 16
@@ -24,11 +25,14 @@ EXACT_MAX_FEATURES = 16
 KERNEL_SHAP_INF_WEIGHT = 1_000_000.0
 # The estimator when estimator= is not given (chosen by accuracy per model evaluation: bench/perturbation.py).
 DEFAULT_ESTIMATOR = "leverage"
+# The sampled estimators with standard errors (estimator="captum" is the other one).
+ESTIMATORS = ("leverage", "kernel", "unbiased", "surrogate")
 # With tolerance= and no n_samples: the most coalitions drawn, per feature.
 TOLERANCE_BUDGET_PER_FEATURE = 200
 
-__all__ = ["DEFAULT_ESTIMATOR", "EXACT_MAX_FEATURES", "KernelShap", "TOLERANCE_BUDGET_PER_FEATURE",
-           "exact_coalitions", "kernel_shap", "kernel_shap_coalitions", "shapley_kernel_weight"]
+__all__ = ["DEFAULT_ESTIMATOR", "ESTIMATORS", "EXACT_MAX_FEATURES", "KernelShap", "TOLERANCE_BUDGET_PER_FEATURE",
+           "exact_coalitions", "kernel_shap", "kernel_shap_coalitions", "regression_estimate",
+           "shapley_kernel_weight"]
 
 
 class KernelShap(PerturbationMethod):
@@ -93,7 +97,7 @@ def kernel_shap_regression(engine: PerturbationEngine, estimator: str, paired: b
                            tolerance: float | None) -> PerturbationOutput:
     """KernelSHAP by one of the regression estimators of :mod:`.shapley_regression`, with standard errors; in
     rounds until the largest standard error is at most ``tolerance`` when it is given (:mod:`.rounds`)."""
-    states = [RegressionEstimate(n, estimator, paired, example_generator(seed, i))
+    states = [regression_estimate(n, estimator, paired, example_generator(seed, i))
               for i, n in enumerate(engine.n_features)]
     first = [min(b, 4 * n + 8) for b, n in zip(budgets, engine.n_features)]
     out = run_rounds(engine, states, budgets, first, tolerance)
@@ -102,6 +106,13 @@ def kernel_shap_regression(engine: PerturbationEngine, estimator: str, paired: b
         [o.values for o in out], intercept=f_b.clone(), f_baseline=f_b,
         standard_errors=[o.standard_errors for o in out], stop_reason=[o.stop_reason for o in out],
     )
+
+
+def regression_estimate(n: int, estimator: str, paired: bool, generator: torch.Generator) -> RegressionEstimate:
+    """One example's estimate object for ``estimator`` (one of :data:`ESTIMATORS`)."""
+    if estimator == "surrogate":
+        return SurrogateEstimate(n, paired, generator)
+    return RegressionEstimate(n, estimator, paired, generator)
 
 
 def kernel_shap_coalitions(n: int, m: int, generator: torch.Generator) -> Tensor:

@@ -40,9 +40,7 @@ from torch import Tensor
 
 from ... import ops
 
-ESTIMATORS = ("leverage", "kernel", "unbiased")
-
-__all__ = ["ESTIMATORS", "RegressionEstimate", "kernel_size_probs", "random_subsets", "shapley_kernel_weight"]
+__all__ = ["RegressionEstimate", "kernel_size_probs", "random_subsets", "shapley_kernel_weight"]
 
 
 def shapley_kernel_weight(n: int, k: Tensor) -> Tensor:
@@ -239,15 +237,20 @@ class RegressionEstimate:
     def estimate(self) -> tuple[Tensor, Tensor]:
         """Shapley values ``[n]`` and their standard errors ``[n]`` (float64; NaN errors from fewer than 2 i.i.d.
         units)."""
-        delta = self.f_x - self.f_b
+        return self.regression(self.v, self.f_b, self.f_x)
+
+    def regression(self, v: Tensor, f_b: float, f_x: float) -> tuple[Tensor, Tensor]:
+        """The estimate and its standard errors for the game whose values on the sampled rows are ``v`` (``[rows]``)
+        and on the empty and full coalitions ``f_b`` and ``f_x``."""
+        delta = f_x - f_b
         if self.n == 1:
             return torch.tensor([delta], dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
-        z, y = self.z.double(), self.v - self.f_b
+        z, y = self.z.double(), v - f_b
         units = int(self.unit.max()) + 1 if self.unit.numel() else 0
         if self.estimator == "unbiased":
             return self._unbiased(z, y, units, delta)
         w, p_unit = self._row_weights()
-        sol = ops.weighted_least_squares(z, self.v, w, fit_intercept=False, fixed_intercept=self.f_b,
+        sol = ops.weighted_least_squares(z, v, w, fit_intercept=False, fixed_intercept=f_b,
                                          coef_sum=delta, allow_rank_deficient=True)
         if sol.rank_deficient:
             warnings.warn(f"kernel_shap ({self.estimator}): the {self.z.shape[0]} sampled coalitions do not determine "
