@@ -63,31 +63,30 @@ at::Tensor rollout(const at::Tensor& attn, bool residual, HeadReduce reduce, at:
   if (batch == 0 || out_rows == 0 || length == 0) return out.zero_();
   const at::Tensor index = at::tensor(picked, at::kLong);
 
-  // Batch items are independent. Inside a task the products run on one thread when batch items already keep
-  // the threads busy; with a single item BLAS uses its own threads.
-  at::parallel_for(0, batch, /*grain_size=*/1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      at::Tensor acc, tmp;
-      if (!rows.has_value()) {
-        // Full rollout, from the first layer up: R_l = Â_l · R_{l-1}.
-        acc = ahat[0][b].clone();
-        tmp = at::empty_like(acc);
-        for (int64_t l = 1; l < layers; ++l) {
-          at::mm_out(tmp, ahat[l][b], acc);
-          std::swap(acc, tmp);
-        }
-      } else {
-        // Selected rows, from the top layer down: v ← v · Â_l, a vector-matrix product per row and layer.
-        acc = ahat[layers - 1][b].index_select(/*dim=*/0, index);
-        tmp = at::empty_like(acc);
-        for (int64_t l = layers - 2; l >= 0; --l) {
-          at::mm_out(tmp, acc, ahat[l][b]);
-          std::swap(acc, tmp);
-        }
+  // Batch items one after the other, each product on BLAS's own threads: BLAS (MKL) called inside
+  // at::parallel_for's OpenMP region can wait on a busy core for a scheduler tick per call (measured 75x slower
+  // on two shared cores, issue 25).
+  for (int64_t b = 0; b < batch; ++b) {
+    at::Tensor acc, tmp;
+    if (!rows.has_value()) {
+      // Full rollout, from the first layer up: R_l = Â_l · R_{l-1}.
+      acc = ahat[0][b].clone();
+      tmp = at::empty_like(acc);
+      for (int64_t l = 1; l < layers; ++l) {
+        at::mm_out(tmp, ahat[l][b], acc);
+        std::swap(acc, tmp);
       }
-      out[b].copy_(acc);
+    } else {
+      // Selected rows, from the top layer down: v ← v · Â_l, a vector-matrix product per row and layer.
+      acc = ahat[layers - 1][b].index_select(/*dim=*/0, index);
+      tmp = at::empty_like(acc);
+      for (int64_t l = layers - 2; l >= 0; --l) {
+        at::mm_out(tmp, acc, ahat[l][b]);
+        std::swap(acc, tmp);
+      }
     }
-  });
+    out[b].copy_(acc);
+  }
   return out;
 }
 
