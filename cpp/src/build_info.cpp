@@ -26,6 +26,13 @@ std::map<std::string, std::string> build_info() {
   info["cplusplus"] = std::to_string(__cplusplus);
   info["parallel_backend"] = at::get_parallel_info();
   info["attention_kernels"] = attention_kernels_isa();
+  // Whether the core's own at::parallel_for loops run on several threads: they do only when the core is compiled
+  // with OpenMP (the pragma is in ATen's header template); PyTorch's backend says nothing about it.
+#ifdef _OPENMP
+  info["core_openmp"] = std::to_string(_OPENMP);
+#else
+  info["core_openmp"] = "off";
+#endif
   return info;
 }
 

@@ -26,6 +26,8 @@ def config() -> dict[str, str]:
         "threads (torch.get_num_threads)": str(torch.get_num_threads()),
         "cuda available": str(torch.cuda.is_available()),
         "parallel backend": _parallel_backend(native.get("parallel_backend", "")),
+        # "off" would mean every attnscope op runs on one thread whatever torch.get_num_threads() says
+        "attnscope ops threaded (OpenMP)": native.get("core_openmp", "unknown"),
         "attention kernels": native.get("attention_kernels", "unknown"),
     }
 

@@ -35,6 +35,16 @@ def test_show_config_prints_versions(capsys):
     assert "torch (built against)" in printed and "eigen" in printed and "compiler" in printed
 
 
+def test_ops_are_compiled_with_openmp():
+    # at::parallel_for runs every task on the calling thread unless the caller is compiled with -fopenmp; the ops
+    # were single-threaded until issue 25 noticed. The core reports the _OPENMP it was compiled with.
+    import attnscope
+    from attnscope import _C
+
+    assert dict(_C.build_info())["core_openmp"] != "off"
+    assert attnscope.config()["attnscope ops threaded (OpenMP)"].isdigit()
+
+
 def test_public_names_are_not_shadowed_by_submodules():
     code = (
         "import attnscope as ats, attnscope.api, attnscope.capturing, attnscope.environment, attnscope.analysis\n"
