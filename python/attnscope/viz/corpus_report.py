@@ -1,22 +1,18 @@
 """The corpus report: every example of a data set's attributions in one self-contained page, paged (only the shown
 page is drawn, so 10,000 examples stay responsive), searchable and sortable by index, prediction, probability and
-error. The page's script is its own (assets/corpus.js); a report section embeds it whole."""
+error. The page's script is its own (assets/corpus.js, using the colour scales of assets/scales.js that every
+page carries in its head); a report section embeds it whole."""
 
 from __future__ import annotations
 
 import html
 import math
-from importlib import resources
 from typing import Sequence
 
-from .html import View, embed_json, page
+from .html import View, asset, embed_json, page
 
 # Row fields sent to the page, in order (corpus.js reads them by position).
 FIELDS = ("index", "text", "label", "prediction", "probability", "correct", "tokens", "scores")
-
-
-def _asset(name: str) -> str:
-    return resources.files("attnscope.viz").joinpath("assets", name).read_text(encoding="utf-8")
 
 
 def _round(v: float) -> float:
@@ -49,8 +45,8 @@ def corpus_report(frame, *, title: str, page_size: int = 50, class_names: Sequen
     rows = [_row(ex) for ex in frame.to_dict(orient="records")]
     data = {"fields": list(FIELDS), "rows": rows, "page_size": page_size,
             "class_names": None if class_names is None else [str(c) for c in class_names]}
-    body = (f"<style>{_asset('corpus.css')}</style>"
+    body = (f"<style>{asset('corpus.css')}</style>"
             f"<div class=\"ats-corpus\" data-rows=\"{len(rows)}\"><div class=\"ats-title\">{html.escape(title)}</div>"
             f"</div><script type=\"application/json\" class=\"ats-corpus-data\">{embed_json(data)}</script>"
-            f"<script>{_asset('corpus.js')}</script>")
+            f"<script>{asset('corpus.js')}</script>")
     return CorpusReport(body, title=title, count=len(rows))

@@ -28,7 +28,8 @@ def embed_json(data: Any) -> str:
     )
 
 
-def _asset(name: str) -> str:
+def asset(name: str) -> str:
+    """The text of one file of the views' assets (CSS and scripts, inlined into every page)."""
     return resources.files("attnscope.viz").joinpath("assets", name).read_text(encoding="utf-8")
 
 
@@ -43,11 +44,12 @@ def fragment(kind: str, data: dict, *, token_count: int, title: str) -> str:
 
 
 def page(body: str, *, title: str) -> str:
-    """A complete HTML document around view fragments, with the views' CSS and JS inline (once)."""
+    """A complete HTML document around view fragments, with the views' CSS and JS inline (once); the colour scales
+    (scales.js) go in the head, so that every script in the body finds them."""
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>{html.escape(title)}</title><style>{_asset('views.css')}</style></head><body>"
-        f"{body}<script>{_asset('views.js')}</script></body></html>"
+        f"<title>{html.escape(title)}</title><style>{asset('views.css')}</style><script>{asset('scales.js')}</script>"
+        f"</head><body>{body}<script>{asset('views.js')}</script></body></html>"
     )
 
 

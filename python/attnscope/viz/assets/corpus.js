@@ -9,12 +9,7 @@
     if (text !== undefined && text !== null) e.textContent = text;
     return e;
   }
-  function colour(v, maxAbs) {
-    var a = maxAbs > 0 ? Math.min(1, Math.abs(v) / maxAbs) : 0;
-    var end = v >= 0 ? [220, 40, 40] : [40, 90, 230];
-    var mix = function (c) { return Math.round(255 + (c - 255) * a); };
-    return "rgb(" + mix(end[0]) + "," + mix(end[1]) + "," + mix(end[2]) + ")";
-  }
+  var colour = window.attnscopeScales.diverging;  // scales.js, which page() puts in the head
   function setup(root, data) {
     var F = {};
     data.fields.forEach(function (f, i) { F[f] = i; });

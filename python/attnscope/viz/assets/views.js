@@ -14,18 +14,7 @@
   var BIDI = /[\u0590-\u08ff\u200e\u200f\u202a-\u202e\u2066-\u2069\ufb1d-\ufdff\ufe70-\ufefe\ud802\ud803\ud83a\ud83b]/;
   function iso(t) { t = String(t); return BIDI.test(t) ? "\u2068" + t + "\u2069" : t; }
   function fmt(v) { return (Math.abs(v) >= 0.01 || v === 0) ? v.toFixed(3) : v.toExponential(2); }
-  // Symmetric diverging scale: max |score| is full colour, positive red, negative blue, zero white.
-  function diverging(v, maxAbs) {
-    var a = maxAbs > 0 ? Math.min(1, Math.abs(v) / maxAbs) : 0;
-    var end = v >= 0 ? [220, 40, 40] : [40, 90, 230];
-    var mix = function (c) { return Math.round(255 + (c - 255) * a); };
-    return "rgb(" + mix(end[0]) + "," + mix(end[1]) + "," + mix(end[2]) + ")";
-  }
-  function sequential(v, maxV) {
-    var a = maxV > 0 ? Math.min(1, v / maxV) : 0;
-    var c = Math.round(255 * (1 - a));
-    return "rgb(" + c + "," + c + ",255)";
-  }
+  var diverging = window.attnscopeScales.diverging, sequential = window.attnscopeScales.sequential;  // scales.js
   function tooltip(root) {
     var tip = el("div", "ats-tip");
     root.appendChild(tip);
