@@ -1,5 +1,6 @@
 // Internal to the core: the right-hand operands of the row kernels' tiles, packed once per call into panels of
-// panel_width<T>() columns (zero-padded), so a tile reads its columns with two aligned-size vector loads per step.
+// panel_width<T>() columns (zero-padded), so a tile reads a panel's row with two AVX2 loads or one AVX-512 load per
+// step.
 #pragma once
 
 #include <ATen/ATen.h>

@@ -1,7 +1,5 @@
 #include "attnscope/rollout.h"
 
-#include <ATen/Parallel.h>
-
 #include <cmath>
 
 #include <vector>
